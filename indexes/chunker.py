@@ -1,0 +1,120 @@
+"""Header-aware chunking sized by the embedding model's own tokenizer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Protocol
+
+from llama_index.core import Document
+from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
+from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+#: Namespace of Enclave's point ids: uuid5(POINT_NAMESPACE, f"{source_id}#{chunk number}").
+POINT_NAMESPACE = uuid.UUID("5b0f7e3c-2d1a-5c55-9a43-6c1e0e7d4a10")
+
+
+class Tokenizer(Protocol):
+    """What the chunker needs of the embedder's tokenizer."""
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens in ``text``, special tokens excluded."""
+
+    def split_by_tokens(self, text: str, max_tokens: int) -> list[str]:
+        """``text`` cut into consecutive pieces of at most ``max_tokens`` tokens each."""
+
+
+def point_id(source_id: str, chunk: int) -> str:
+    """Deterministic point id of chunk number ``chunk`` of document ``source_id`` (UUIDv5, as str)."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{source_id}#{chunk}"))
+
+
+class MarkdownChunker:
+    """Splits a Markdown Document into ``TextNode`` chunks by section, then by sentence.
+
+    Usage::
+
+        chunker = MarkdownChunker(tokenizer=embedder, max_tokens=embedder.max_tokens)
+        nodes = chunker.run(document)       # list[TextNode], each <= max_tokens tokens
+        nodes[0].metadata["section"]        # "Handbook > Leave > Carry-over"
+
+    ``tokenizer`` counts and cuts tokens the way the embedder does (see :class:`Tokenizer`);
+    ``max_tokens`` is the hard upper bound per chunk, so the embedder never truncates a chunk.
+    ``chunk_tokens`` (default ``max_tokens``) is the target size and ``overlap_tokens`` the overlap
+    between consecutive chunks of one section. Node ids are :func:`point_id` of (document id, chunk
+    number); each node carries the document's metadata plus ``section`` and ``chunk``, and a SOURCE
+    relationship to the document.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        max_tokens: int,
+        chunk_tokens: int | None = None,
+        overlap_tokens: int = 32,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.chunk_tokens = min(chunk_tokens or max_tokens, max_tokens)
+        self.overlap_tokens = min(overlap_tokens, self.chunk_tokens // 4)
+        self._sections = MarkdownNodeParser(include_metadata=False, include_prev_next_rel=False)
+        self._splitter = SentenceSplitter(
+            chunk_size=self.chunk_tokens,
+            chunk_overlap=self.overlap_tokens,
+            tokenizer=lambda text: range(tokenizer.count_tokens(text)),
+            include_metadata=False,
+            include_prev_next_rel=False,
+        )
+
+    def run(self, document: Document) -> list[TextNode]:
+        """Chunk ``document``; returns the nodes in document order (possibly empty)."""
+        pieces: list[tuple[str, str]] = []
+        for section_path, text in self._sections_of(document):
+            for piece in self._splitter.split_text(text):
+                for bounded in self._bound(piece):
+                    if bounded.strip():
+                        pieces.append((section_path, bounded.strip()))
+        nodes = []
+        for number, (section, text) in enumerate(pieces):
+            nodes.append(
+                TextNode(
+                    id_=point_id(document.id_, number),
+                    text=text,
+                    metadata={**document.metadata, "section": section, "chunk": number},
+                    relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=document.id_)},
+                )
+            )
+        return nodes
+
+    def _sections_of(self, document: Document) -> list[tuple[str, str]]:
+        """(section path, text) per Markdown section; heading-only sections join the next one."""
+        sections: list[tuple[str, str]] = []
+        pending_heading = ""
+        pending_path = ""
+        for node in self._sections.get_nodes_from_documents([Document(text=document.text, id_=document.id_)]):
+            text = node.get_content()
+            first_line, _, body = text.partition("\n")
+            heading = first_line.lstrip("#").strip() if first_line.startswith("#") else ""
+            parents = [p for p in node.metadata.get("header_path", "/").split("/") if p]
+            path = " > ".join([*parents, heading] if heading else parents)
+            if heading and not body.strip():
+                pending_heading += text.strip() + "\n"
+                pending_path = pending_path or path
+                continue
+            sections.append((pending_path or path, pending_heading + text))
+            pending_heading, pending_path = "", ""
+        if pending_heading.strip():
+            sections.append((pending_path, pending_heading))
+        return sections
+
+    def _bound(self, text: str) -> Sequence[str]:
+        """Enforce ``max_tokens``: a piece the sentence splitter could not shrink (one very long
+        'word', a table row without spaces) is cut at token boundaries."""
+        if self.tokenizer.count_tokens(text) <= self.max_tokens:
+            return [text]
+        out: list[str] = []
+        window = self.max_tokens
+        for piece in self.tokenizer.split_by_tokens(text, window):
+            # a cut inside a word can re-tokenise into a few more pieces: cut such a piece finer
+            out.extend(self._bound(piece) if len(piece) < len(text) else self.tokenizer.split_by_tokens(piece, window // 2))
+        return out

@@ -1,0 +1,120 @@
+"""The embedded index: a Qdrant Edge shard (Qdrant's own engine, in-process) on a local folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from indexes.vector_index import DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, VectorIndex, VectorIndexError
+
+_SCROLL_PAGE = 1000
+
+
+class EdgeIndex(VectorIndex):
+    """Chunks and ledger in two Qdrant Edge shards under ``path`` (``chunks/`` and ``ledger/``).
+
+    Usage::
+
+        index = EdgeIndex(".enclave/index/enclave", dimension=384)
+        index.upsert(nodes, vectors)
+        hits = index.search(query_vector, groups=["everyone"], limit=5)
+        index.close()
+
+    A shard belongs to one process: opening one that another process holds raises
+    VectorIndexError. Opening an existing shard with another ``dimension`` raises VectorIndexError
+    (a different embedding model needs a new collection).
+    """
+
+    def __init__(self, path: str | Path, dimension: int) -> None:
+        self.path = Path(path)
+        self.dimension = dimension
+        self._chunks = self._open(self.path / "chunks", self._chunks_config(dimension), indexed=True)
+        # the ledger's points carry no vector; Edge wants one declared, so it gets a 1-d one it never uses
+        ledger_config = qe.EdgeConfig(vectors={DENSE: qe.EdgeVectorParams(size=1, distance=qe.Distance.Dot)})
+        self._ledger = self._open(self.path / "ledger", ledger_config, indexed=False)
+
+    @staticmethod
+    def _chunks_config(dimension: int) -> qe.EdgeConfig:
+        return qe.EdgeConfig(vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)})
+
+    def _open(self, path: Path, config: qe.EdgeConfig, indexed: bool) -> qe.EdgeShard:
+        exists = (path / "edge_config.json").exists()
+        try:
+            if exists:
+                return qe.EdgeShard.load(str(path), config)  # checks that config matches the segments
+            path.mkdir(parents=True, exist_ok=True)
+            shard = qe.EdgeShard.create(str(path), config)
+        except Exception as exc:
+            message = str(exc)
+            if "WouldBlock" in message:
+                raise VectorIndexError(
+                    f"the index at {path} is open in another process (an embedded shard belongs to one process: "
+                    "stop `enclave serve`, or use a Qdrant server)"
+                ) from exc
+            if "incompatible" in message.lower():
+                raise VectorIndexError(
+                    f"the index at {path} was built with another embedding model ({message}); "
+                    "choose another index.collection or delete the folder to re-index"
+                ) from exc
+            raise VectorIndexError(f"could not open the index at {path}: {message}") from exc
+        fields = [(name, qe.PayloadSchemaType.Keyword) for name in KEYWORD_FIELDS]
+        fields += [(name, qe.PayloadSchemaType.Integer) for name in INTEGER_FIELDS]
+        for name, schema in fields if indexed else [("source", qe.PayloadSchemaType.Keyword)]:
+            shard.update(qe.UpdateOperation.create_field_index(name, schema))
+        return shard
+
+    # -- primitives -----------------------------------------------------------------------------
+    def _shard(self, ledger: bool) -> qe.EdgeShard:
+        return self._ledger if ledger else self._chunks
+
+    def _upsert(self, ledger: bool, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None:
+        points = [qe.Point(id=i, vector=v, payload=p) for i, v, p in zip(ids, vectors, payloads)]
+        self._shard(ledger).update(qe.UpdateOperation.upsert_points(points))
+
+    def _delete(self, ledger: bool, filter_: Any) -> None:
+        self._shard(ledger).update(qe.UpdateOperation.delete_points_by_filter(filter_))
+
+    def _delete_ids(self, ledger: bool, ids: list[str]) -> None:
+        self._shard(ledger).update(qe.UpdateOperation.delete_points(ids))
+
+    def _scroll(self, ledger: bool, filter_: Any) -> Iterable[tuple[Any, dict]]:
+        shard, offset = self._shard(ledger), None
+        while True:
+            records, offset = shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, filter=filter_, with_payload=True, with_vector=False)
+            )
+            for record in records:
+                yield record.id, record.payload or {}
+            if offset is None:
+                return
+
+    def _count(self, filter_: Any) -> int:
+        return self._chunks.count(qe.CountRequest(exact=True, filter=filter_))
+
+    def _nearest(self, vector: list[float], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]:
+        points = self._chunks.query(
+            qe.QueryRequest(limit=limit, query=qe.Query.Nearest(vector, using=DENSE), filter=filter_, with_payload=True)
+        )
+        return [(p.id, p.score, p.payload or {}) for p in points]
+
+    def _match(self, key: str, value: str | int) -> Any:
+        return qe.FieldCondition(key=key, match=qe.MatchValue(value))
+
+    def _match_any(self, key: str, values: list[str]) -> Any:
+        return qe.FieldCondition(key=key, match=qe.MatchAny(any=values))
+
+    def _at_least(self, key: str, value: int) -> Any:
+        return qe.FieldCondition(key=key, range=qe.RangeFloat(gte=float(value)))
+
+    def _filter(self, must: list[Any]) -> Any:
+        return qe.Filter(must=must)
+
+    def close(self) -> None:
+        for shard in (self._chunks, self._ledger):
+            try:
+                shard.flush()
+            finally:
+                shard.close()

@@ -1,0 +1,112 @@
+"""The index on a Qdrant server or cluster, through qdrant-client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from indexes.vector_index import DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, VectorIndex, VectorIndexError
+
+_SCROLL_PAGE = 1000
+
+
+class ServerIndex(VectorIndex):
+    """Chunks and ledger in two collections of a Qdrant server: ``<collection>`` and ``<collection>_ledger``.
+
+    Usage::
+
+        index = ServerIndex(QdrantClient(url="http://qdrant:6333"), "enclave", dimension=384)
+        index.upsert(nodes, vectors)
+        hits = index.search(query_vector, groups=["staff"], limit=5)
+
+    Collections are created on first use, with payload indexes on the filtered fields. An existing
+    collection whose ``dense`` vector has another size raises VectorIndexError; an unreachable server
+    raises VectorIndexError naming the URL. Tests pass ``QdrantClient(":memory:")``, which mirrors the
+    server API.
+    """
+
+    def __init__(self, client: QdrantClient, collection: str, dimension: int) -> None:
+        self.client = client
+        self.collection = collection
+        self.ledger_collection = f"{collection}_ledger"
+        self.dimension = dimension
+        try:
+            self._ensure_collections()
+        except VectorIndexError:
+            raise
+        except Exception as exc:
+            raise VectorIndexError(f"Qdrant server unavailable for collection {collection!r}: {exc}") from exc
+
+    def _ensure_collections(self) -> None:
+        if self.client.collection_exists(self.collection):
+            params = self.client.get_collection(self.collection).config.params.vectors
+            size = params[DENSE].size if isinstance(params, dict) and DENSE in params else None
+            if size != self.dimension:
+                raise VectorIndexError(
+                    f"collection {self.collection!r} holds '{DENSE}' vectors of size {size}, the embedder makes "
+                    f"{self.dimension}: choose another index.collection to re-index"
+                )
+        else:
+            self.client.create_collection(
+                self.collection,
+                vectors_config={DENSE: models.VectorParams(size=self.dimension, distance=models.Distance.COSINE)},
+            )
+            for name in KEYWORD_FIELDS:
+                self.client.create_payload_index(self.collection, name, models.PayloadSchemaType.KEYWORD)
+            for name in INTEGER_FIELDS:
+                self.client.create_payload_index(self.collection, name, models.PayloadSchemaType.INTEGER)
+        if not self.client.collection_exists(self.ledger_collection):
+            self.client.create_collection(self.ledger_collection, vectors_config={})
+            self.client.create_payload_index(self.ledger_collection, "source", models.PayloadSchemaType.KEYWORD)
+
+    def _name(self, ledger: bool) -> str:
+        return self.ledger_collection if ledger else self.collection
+
+    # -- primitives -----------------------------------------------------------------------------
+    def _upsert(self, ledger: bool, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None:
+        points = [models.PointStruct(id=i, vector=v, payload=p) for i, v, p in zip(ids, vectors, payloads)]
+        self.client.upsert(self._name(ledger), points=points, wait=True)
+
+    def _delete(self, ledger: bool, filter_: Any) -> None:
+        self.client.delete(self._name(ledger), points_selector=models.FilterSelector(filter=filter_), wait=True)
+
+    def _delete_ids(self, ledger: bool, ids: list[str]) -> None:
+        self.client.delete(self._name(ledger), points_selector=models.PointIdsList(points=ids), wait=True)
+
+    def _scroll(self, ledger: bool, filter_: Any) -> Iterable[tuple[Any, dict]]:
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                self._name(ledger), scroll_filter=filter_, limit=_SCROLL_PAGE, offset=offset,
+                with_payload=True, with_vectors=False,
+            )
+            for record in records:
+                yield record.id, record.payload or {}
+            if offset is None:
+                return
+
+    def _count(self, filter_: Any) -> int:
+        return self.client.count(self.collection, count_filter=filter_, exact=True).count
+
+    def _nearest(self, vector: list[float], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]:
+        response = self.client.query_points(
+            self.collection, query=vector, using=DENSE, query_filter=filter_, limit=limit, with_payload=True
+        )
+        return [(p.id, p.score, p.payload or {}) for p in response.points]
+
+    def _match(self, key: str, value: str | int) -> Any:
+        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+    def _match_any(self, key: str, values: list[str]) -> Any:
+        return models.FieldCondition(key=key, match=models.MatchAny(any=values))
+
+    def _at_least(self, key: str, value: int) -> Any:
+        return models.FieldCondition(key=key, range=models.Range(gte=value))
+
+    def _filter(self, must: list[Any]) -> Any:
+        return models.Filter(must=must)
+
+    def close(self) -> None:
+        self.client.close()

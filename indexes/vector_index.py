@@ -1,0 +1,231 @@
+"""The index interface shared by the embedded Qdrant Edge shard and a Qdrant server.
+
+Two collections per index: the chunks (named dense vector ``dense``, payload below) and a ledger
+(one vector-less point per source document: version, content hash, chunk count, status). Both live
+in the same backend, so the ledger survives restarts and scales with the index.
+
+Chunk payload: ``text, doc_id, source, title, section, uri, groups, classification, content_hash,
+chunk, ingested_at``. Payload indexes: ``doc_id, source, groups, classification`` (keyword) and
+``chunk`` (integer), the fields filters use.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from llama_index.core.schema import TextNode
+
+DENSE = "dense"
+KEYWORD_FIELDS = ("doc_id", "source", "groups", "classification")
+INTEGER_FIELDS = ("chunk",)
+LEDGER_NAMESPACE = uuid.UUID("0c6f0d55-3f0e-5a43-b9a2-8d1bd4b1e6a2")
+
+
+class VectorIndexError(RuntimeError):
+    """The index could not be opened or used (locked by another process, wrong dimension, unreachable)."""
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """One retrieved chunk. ``score`` is cosine similarity in [-1, 1] (dense search)."""
+
+    id: str
+    score: float
+    text: str
+    doc_id: str
+    source: str
+    title: str
+    uri: str
+    section: str
+    chunk: int
+    classification: str
+    groups: tuple[str, ...]
+
+
+@dataclass
+class LedgerEntry:
+    """What the index knows of one source document.
+
+    ``status`` is ``indexed``, ``skipped`` or ``failed``; ``reason`` a short category for skipped and
+    failed ones (``encrypted``, ``empty``...), ``detail`` the underlying message; ``chunks`` the number
+    of points the document has in the index; ``updated_at`` ISO 8601 UTC.
+    """
+
+    source_id: str
+    source: str
+    version: str
+    content_hash: str
+    chunks: int
+    status: str
+    uri: str = ""
+    reason: str = ""
+    detail: str = ""
+    updated_at: str = field(default_factory=lambda: now_iso())
+
+    @property
+    def point_id(self) -> str:
+        return str(uuid.uuid5(LEDGER_NAMESPACE, self.source_id))
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def chunk_payload(node: TextNode, ingested_at: str) -> dict[str, Any]:
+    """The point payload of a chunk node made by :class:`indexes.chunker.MarkdownChunker`."""
+    meta = node.metadata
+    return {
+        "text": node.get_content(),
+        "doc_id": node.ref_doc_id,
+        "source": meta.get("source", ""),
+        "title": meta.get("title", ""),
+        "section": meta.get("section", ""),
+        "uri": meta.get("uri", ""),
+        "groups": list(meta.get("groups", [])),
+        "classification": meta.get("classification", "internal"),
+        "content_hash": meta.get("content_hash", ""),
+        "chunk": int(meta.get("chunk", 0)),
+        "ingested_at": ingested_at,
+    }
+
+
+def scored_chunk(point_id: Any, score: float, payload: dict[str, Any]) -> ScoredChunk:
+    return ScoredChunk(
+        id=str(point_id),
+        score=float(score),
+        text=payload.get("text", ""),
+        doc_id=payload.get("doc_id", ""),
+        source=payload.get("source", ""),
+        title=payload.get("title", ""),
+        uri=payload.get("uri", ""),
+        section=payload.get("section", ""),
+        chunk=int(payload.get("chunk", 0)),
+        classification=payload.get("classification", ""),
+        groups=tuple(payload.get("groups", [])),
+    )
+
+
+class VectorIndex(ABC):
+    """Chunks and ledger in Qdrant. Subclasses supply the backend's primitives; this class holds the
+    logic both share, so the two backends behave the same by construction.
+
+    Usage (any backend)::
+
+        index.upsert(nodes, vectors)                 # nodes: list[TextNode]; vectors: (n, dim) float32
+        index.delete_chunks_from("hr:leave.md", 7)   # drop chunks 7.. of a document that shrank
+        hits = index.search(query_vector, groups=["staff"], limit=5)
+        index.put_ledger([LedgerEntry(...)]); index.ledger("hr")  # {source_id: LedgerEntry}
+    """
+
+    dimension: int
+
+    # -- backend primitives -------------------------------------------------------------------
+    @abstractmethod
+    def _upsert(self, ledger: bool, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None: ...
+
+    @abstractmethod
+    def _delete(self, ledger: bool, filter_: Any) -> None: ...
+
+    @abstractmethod
+    def _delete_ids(self, ledger: bool, ids: list[str]) -> None: ...
+
+    @abstractmethod
+    def _scroll(self, ledger: bool, filter_: Any) -> Iterable[tuple[Any, dict]]: ...
+
+    @abstractmethod
+    def _count(self, filter_: Any) -> int: ...
+
+    @abstractmethod
+    def _nearest(self, vector: list[float], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]: ...
+
+    @abstractmethod
+    def _match(self, key: str, value: str | int) -> Any: ...
+
+    @abstractmethod
+    def _match_any(self, key: str, values: list[str]) -> Any: ...
+
+    @abstractmethod
+    def _at_least(self, key: str, value: int) -> Any: ...
+
+    @abstractmethod
+    def _filter(self, must: list[Any]) -> Any: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush and release the index."""
+
+    # -- shared logic ---------------------------------------------------------------------------
+    def upsert(self, nodes: Sequence[TextNode], vectors: np.ndarray) -> None:
+        """Write chunk points (ids = node ids) with their dense vectors, shape (len(nodes), dimension)."""
+        if len(nodes) != len(vectors):
+            raise ValueError(f"{len(nodes)} nodes but {len(vectors)} vectors")
+        if len(nodes) == 0:
+            return
+        if vectors.shape[1] != self.dimension:
+            raise VectorIndexError(f"vectors have dimension {vectors.shape[1]}, the index {self.dimension}")
+        ingested_at = now_iso()
+        self._upsert(
+            False,
+            [node.node_id for node in nodes],
+            [{DENSE: row.tolist()} for row in vectors],
+            [chunk_payload(node, ingested_at) for node in nodes],
+        )
+
+    def delete_document(self, doc_id: str) -> None:
+        """Delete every chunk of ``doc_id`` (by the indexed ``doc_id`` field: cost proportional to its chunks)."""
+        self._delete(False, self._filter([self._match("doc_id", doc_id)]))
+
+    def delete_chunks_from(self, doc_id: str, first: int) -> None:
+        """Delete chunks number ``first`` and above of ``doc_id`` (stale after the document shrank)."""
+        self._delete(False, self._filter([self._match("doc_id", doc_id), self._at_least("chunk", first)]))
+
+    def search(
+        self, vector: np.ndarray, *, groups: Sequence[str], limit: int = 5, sources: Sequence[str] | None = None
+    ) -> list[ScoredChunk]:
+        """Nearest chunks to ``vector`` (shape (dimension,)) among those whose ACL shares a group with
+        ``groups``, best first. No groups means no results (fail closed)."""
+        if not groups:
+            return []
+        must = [self._match_any("groups", list(groups))]
+        if sources:
+            must.append(self._match_any("source", list(sources)))
+        hits = self._nearest(np.asarray(vector, dtype=np.float32).tolist(), self._filter(must), limit)
+        return [scored_chunk(pid, score, payload) for pid, score, payload in hits]
+
+    def count(self, doc_id: str | None = None, source: str | None = None) -> int:
+        """Number of chunk points, optionally of one document or one source."""
+        must = []
+        if doc_id is not None:
+            must.append(self._match("doc_id", doc_id))
+        if source is not None:
+            must.append(self._match("source", source))
+        return self._count(self._filter(must) if must else None)
+
+    def chunk_ids(self, doc_id: str) -> set[str]:
+        """Point ids of the chunks of ``doc_id``."""
+        return {str(pid) for pid, _ in self._scroll(False, self._filter([self._match("doc_id", doc_id)]))}
+
+    def ledger(self, source: str | None = None) -> dict[str, LedgerEntry]:
+        """The ledger entries of ``source`` (all sources if None), by source id."""
+        filter_ = self._filter([self._match("source", source)]) if source is not None else None
+        entries = {}
+        for _, payload in self._scroll(True, filter_):
+            entry = LedgerEntry(**{k: payload[k] for k in LedgerEntry.__dataclass_fields__ if k in payload})
+            entries[entry.source_id] = entry
+        return entries
+
+    def put_ledger(self, entries: Sequence[LedgerEntry]) -> None:
+        """Insert or replace ledger entries (keyed by source id)."""
+        if entries:
+            self._upsert(True, [e.point_id for e in entries], [{} for _ in entries], [asdict(e) for e in entries])
+
+    def delete_ledger(self, source_ids: Sequence[str]) -> None:
+        """Forget the ledger entries of ``source_ids``."""
+        if source_ids:
+            self._delete_ids(True, [str(uuid.uuid5(LEDGER_NAMESPACE, sid)) for sid in source_ids])

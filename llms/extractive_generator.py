@@ -1,0 +1,86 @@
+"""The generator that needs no model: the context sentences closest to the question, cited."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+
+from llms.generator import Generation, GenerationRequest
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n{2,}|\n(?=\s*[-*#|>]|\s*\d+[.)]\s)")
+_MARKDOWN_NOISE = re.compile(r"^[#>*\-\s|]+|[*_`]+")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+NO_MODEL_NOTICE = "No language model was reachable, so this answer quotes the most relevant passages."
+NO_CONTEXT_ANSWER = "The documents you can access do not contain anything relevant to this question."
+
+
+class ExtractiveGenerator:
+    """Answers with the sentences of the context passages most similar to the question, each cited.
+
+    Usage::
+
+        generator = ExtractiveGenerator(embed=embedder.embed)       # embed: list[str] -> (n, d) L2-normalised
+        generation = generator.run(request)
+        print(generation.text)   # "No language model was reachable, ... \\n\\n- The HX-400 ... [2]"
+
+    Similarity is the cosine of sentence and question embeddings; without ``embed`` it falls back to
+    word overlap. ``max_sentences`` sentences at most are quoted, in order of similarity. With no
+    passages it says the documents hold nothing relevant. Never raises GeneratorUnavailable.
+    """
+
+    def __init__(
+        self,
+        embed: Callable[[list[str]], np.ndarray] | None = None,
+        max_sentences: int = 3,
+        name: str = "extractive",
+        locality: Literal["local", "external"] = "local",
+    ) -> None:
+        self.embed = embed
+        self.max_sentences = max_sentences
+        self.name = name
+        self.locality = locality
+
+    def run(self, request: GenerationRequest) -> Generation:
+        candidates = [
+            (number, sentence)
+            for number, passage in enumerate(request.passages, start=1)
+            for sentence in split_sentences(passage.text)
+        ]
+        if not candidates:
+            return Generation(text=NO_CONTEXT_ANSWER, generator=self.name, model="extractive", locality=self.locality)
+        scores = self._scores(request.question, [sentence for _, sentence in candidates])
+        best = np.argsort(-scores, kind="stable")[: self.max_sentences]
+        lines = [f"- {candidates[i][1]} [{candidates[i][0]}]" for i in best]
+        return Generation(
+            text=NO_MODEL_NOTICE + "\n\n" + "\n".join(lines),
+            generator=self.name,
+            model="extractive",
+            locality=self.locality,
+        )
+
+    def _scores(self, question: str, sentences: list[str]) -> np.ndarray:
+        if self.embed is not None:
+            vectors = self.embed([question, *sentences])
+            return vectors[1:] @ vectors[0]
+        asked = {w.lower() for w in _WORD.findall(question)}
+        return np.array(
+            [len(asked & {w.lower() for w in _WORD.findall(s)}) / (1 + len(_WORD.findall(s))) ** 0.5 for s in sentences]
+        )
+
+
+def split_sentences(text: str, min_words: int = 3, max_chars: int = 400) -> list[str]:
+    """Sentences of a Markdown passage, without Markdown markers; fragments under ``min_words`` words
+    are dropped and sentences longer than ``max_chars`` characters are cut with an ellipsis."""
+    sentences = []
+    for raw in _SENTENCE_END.split(text):
+        if raw.lstrip().startswith("#"):  # a Markdown heading is a label, not a statement
+            continue
+        sentence = " ".join(_MARKDOWN_NOISE.sub("", raw).split())
+        if len(_WORD.findall(sentence)) < min_words:
+            continue
+        sentences.append(sentence if len(sentence) <= max_chars else sentence[: max_chars - 1].rstrip() + "…")
+    return sentences

@@ -1,0 +1,6 @@
+"""Prompt templates as files, and the code that renders them."""
+
+from prompts.answer_prompt import answer_messages
+from prompts.template import PromptTemplate
+
+__all__ = ["PromptTemplate", "answer_messages"]

@@ -1,0 +1,1 @@
+"""The chat endpoint: FastAPI app with the native and OpenAI-compatible APIs."""

@@ -1,0 +1,15 @@
+"""``GET /healthz``: the process is up."""
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    return Health()
