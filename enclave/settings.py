@@ -51,7 +51,6 @@ class SourceSettings(BaseModel):
         description="ACL: the groups allowed to see this source's documents.",
     )
     classification: Classification = "internal"
-    schedule: str | None = Field(default=None, description="Cron expression for the scheduled ingest deployment.")
 
 
 class EmbedderSettings(BaseModel):

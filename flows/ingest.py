@@ -223,7 +223,7 @@ def ingest_source(
     return report
 
 
-@flow(name="ingest", validate_parameters=False, log_prints=True)
+@flow(name="ingest", validate_parameters=False)
 def ingest(
     source: str | None = None,
     path: str | None = None,

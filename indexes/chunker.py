@@ -57,7 +57,8 @@ class MarkdownChunker:
         self.max_tokens = max_tokens
         self.chunk_tokens = min(chunk_tokens or max_tokens, max_tokens)
         self.overlap_tokens = min(overlap_tokens, self.chunk_tokens // 4)
-        self._sections = MarkdownNodeParser(include_metadata=False, include_prev_next_rel=False)
+        # include_metadata: the nodes must carry header_path, the parents of their section
+        self._sections = MarkdownNodeParser(include_metadata=True, include_prev_next_rel=False)
         self._splitter = SentenceSplitter(
             chunk_size=self.chunk_tokens,
             chunk_overlap=self.overlap_tokens,
@@ -101,7 +102,7 @@ class MarkdownChunker:
                 pending_heading += text.strip() + "\n"
                 pending_path = pending_path or path
                 continue
-            sections.append((pending_path or path, pending_heading + text))
+            sections.append((path, pending_heading + text))  # the section of the content, the deepest
             pending_heading, pending_path = "", ""
         if pending_heading.strip():
             sections.append((pending_path, pending_heading))

@@ -91,16 +91,22 @@ class DenseEmbedder:
         return len(self.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def split_by_tokens(self, text: str, max_tokens: int) -> list[str]:
-        """Cut ``text`` into consecutive pieces of at most ``max_tokens`` word pieces each (by token offsets)."""
+        """Cut ``text`` into consecutive pieces of at most ``max_tokens`` word pieces each. Cuts fall
+        between words; only a single word longer than ``max_tokens`` is cut inside (and its pieces may
+        re-tokenise a little longer, which the chunker checks)."""
         encoded = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        offsets = encoded["offset_mapping"]
-        pieces = []
-        for start in range(0, len(offsets), max_tokens):
-            window = offsets[start : start + max_tokens]
-            begin = window[0][0]
-            end = offsets[start + max_tokens][0] if start + max_tokens < len(offsets) else len(text)
-            pieces.append(text[begin:end])
-        return pieces
+        offsets, words = encoded["offset_mapping"], encoded.word_ids()
+        cuts, start = [0], 0
+        while len(offsets) - start > max_tokens:
+            end = start + max_tokens
+            while end > start and words[end] is not None and words[end] == words[end - 1]:
+                end -= 1  # back off to the first piece of the word that would be cut
+            if end == start:
+                end = start + max_tokens  # one word longer than the window: cut inside it
+            cuts.append(offsets[end][0])
+            start = end
+        cuts.append(len(text))
+        return [text[a:b] for a, b in zip(cuts, cuts[1:]) if text[a:b]]
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts``; returns (len(texts), dimension) float32, L2-normalised (cosine = dot product)."""

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 #: Extensions read as text: their charset is detected on the whole file, not a sample.
 TEXT_EXTENSIONS = frozenset(
     {".txt", ".md", ".markdown", ".rst", ".org", ".csv", ".tsv", ".json", ".ndjson", ".jsonl", ".xml",
-     ".html", ".htm", ".yaml", ".yml", ".log", ".eml"}
+     ".html", ".htm", ".yaml", ".yml", ".log"}
 )
 _BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
@@ -32,19 +32,64 @@ def detect_charset(data: bytes) -> str | None:
     for bom, name in _BOMS:
         if data.startswith(bom):
             return name
-    try:
-        data.decode("utf-8")
-        return "utf-8"
-    except UnicodeDecodeError:
-        pass
+    if b"\x00" not in data[:4096]:  # NULs are valid UTF-8 but mean UTF-16/32 without a BOM
+        try:
+            data.decode("utf-8")
+            return "utf-8"
+        except UnicodeDecodeError:
+            pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
-    return best.encoding if best is not None else None
+    results = from_bytes(data)
+    best = results.best()
+    if best is None:
+        return None
+    # short Western European text fits several code pages almost equally well; the most common wins
+    for candidate in results:
+        if candidate.encoding in ("cp1252", "latin_1") and candidate.chaos <= best.chaos + 0.1:
+            return candidate.encoding
+    return best.encoding
+
+
+def email_to_markdown(data: bytes) -> tuple[str, str]:
+    """An RFC 822 message (.eml) as Markdown: its headers, then its text body (HTML bodies through
+    markitdown). markitdown has no .eml converter; the standard library's ``email`` package parses it.
+    Returns (markdown, subject)."""
+    import email
+    import email.policy
+
+    charset = detect_charset(data)
+    if charset and charset.replace("_", "-").startswith(("utf-16", "utf-32")):
+        data = data.decode(charset, errors="replace").lstrip("\ufeff").encode("utf-8")
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    subject = str(message.get("subject", "") or "")
+    lines = [f"# {subject}" if subject else "# (no subject)", ""]
+    for header in ("from", "to", "cc", "date"):
+        if message.get(header):
+            lines.append(f"**{header.capitalize()}:** {message.get(header)}  ")
+    body = message.get_body(preferencelist=("plain", "html"))
+    text = ""
+    if body is not None:
+        try:
+            text = body.get_content()
+        except (LookupError, UnicodeError, AssertionError):  # unknown or lying charset
+            text = (body.get_payload(decode=True) or b"").decode("utf-8", errors="replace")
+        if body.get_content_type() == "text/html":
+            from markitdown import MarkItDown, StreamInfo
+
+            html = io.BytesIO(text.encode("utf-8"))
+            text = MarkItDown(enable_plugins=False).convert_stream(html, stream_info=StreamInfo(extension=".html")).markdown
+    attachments = [part.get_filename() for part in message.iter_attachments() if part.get_filename()]
+    if attachments:
+        lines.append(f"**Attachments:** {', '.join(attachments)}  ")
+    return "\n".join(lines) + "\n\n" + (text or "").strip(), subject
 
 
 def convert_to_markdown(data: bytes, extension: str, filename: str) -> tuple[str, str]:
-    """markitdown's conversion of ``data``: returns (markdown, title or ""). Raises markitdown's errors."""
+    """markitdown's conversion of ``data`` (.eml through :func:`email_to_markdown`): returns
+    (markdown, title or ""). Raises the converters' errors."""
+    if extension == ".eml":
+        return email_to_markdown(data)
     from markitdown import MarkItDown, StreamInfo
 
     charset = detect_charset(data) if extension in TEXT_EXTENSIONS else None

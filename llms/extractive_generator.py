@@ -77,8 +77,8 @@ def split_sentences(text: str, min_words: int = 3, max_chars: int = 400) -> list
     are dropped and sentences longer than ``max_chars`` characters are cut with an ellipsis."""
     sentences = []
     for raw in _SENTENCE_END.split(text):
-        if raw.lstrip().startswith("#"):  # a Markdown heading is a label, not a statement
-            continue
+        if raw.lstrip().startswith("#"):  # a Markdown heading is a label, not a statement: drop its line,
+            raw = raw.lstrip().partition("\n")[2]  # keep the text that follows it on the next line
         sentence = " ".join(_MARKDOWN_NOISE.sub("", raw).split())
         if len(_WORD.findall(sentence)) < min_words:
             continue

@@ -1,0 +1,112 @@
+"""The whole path on a real, messy corpus: ingest all of example-docs, re-run, serve, ask.
+
+Ingesting example-docs embeds thousands of chunks (minutes on 2 cores), so it happens once per
+session in a fixture and every test here reads its result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from openai import OpenAI
+
+from enclave.settings import Settings, SourceSettings
+from flows.components import index_path
+from flows.ingest import IngestReport, ingest
+from indexes.edge_index import EdgeIndex
+
+from e2e_server import enclave_server
+
+pytestmark = pytest.mark.e2e
+
+SOURCE = "example-docs"
+
+
+@pytest.fixture(scope="session")
+def example_docs_setup(corpora, tmp_path_factory, embedder):
+    """Ingest example-docs twice into a fresh embedded index; returns (settings, config file, first, second)."""
+    root = tmp_path_factory.mktemp("example-docs")
+    settings = Settings(
+        data_dir=root / "data",
+        sources=[SourceSettings(name=SOURCE, path=corpora / "example-docs", groups=["everyone"])],
+    )
+    config = root / "enclave.yaml"
+    config.write_text(yaml.safe_dump(json.loads(settings.model_dump_json())), encoding="utf-8")
+    index = EdgeIndex(index_path(settings), embedder.dimension)
+    try:
+        [first] = ingest(settings=settings, index=index, embedder=embedder)
+        [second] = ingest(settings=settings, index=index, embedder=embedder)
+        ledger = index.ledger(SOURCE)
+        points = index.count(source=SOURCE)
+    finally:
+        index.close()
+    return settings, config, first, second, ledger, points
+
+
+def _files(corpora: Path) -> set[str]:
+    root = corpora / "example-docs"
+    return {
+        f"{SOURCE}:{p.relative_to(root).as_posix()}"
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    }
+
+
+def test_every_file_is_indexed_or_has_a_reason(example_docs_setup, corpora):
+    _, _, first, _, ledger, points = example_docs_setup
+    first: IngestReport
+    by_id = {o.source_id: o for o in first.outcomes}
+    assert len(by_id) == len(first.outcomes), "a document was reported twice"
+    assert set(by_id) == _files(corpora)
+    for outcome in first.outcomes:
+        assert outcome.status in {"indexed", "skipped", "failed"}, outcome
+        if outcome.status == "indexed":
+            assert outcome.chunks > 0, outcome
+        else:
+            assert outcome.reason, f"{outcome.source_id} {outcome.status} without a reason"
+    counts = first.counts()
+    assert counts["indexed"] >= 150, counts
+    # the ledger agrees with the report and the index holds exactly the ledger's chunks
+    assert set(ledger) == set(by_id)
+    assert sum(e.chunks for e in ledger.values()) == points == first.chunks_embedded
+    # known broken files are accounted for with the right reason
+    assert by_id[f"{SOURCE}:password_protected.xlsx"].reason == "encrypted"
+    assert by_id[f"{SOURCE}:empty.txt"].status == "skipped"
+    assert by_id[f"{SOURCE}:CantinaBand3.wav"].reason == "unsupported type"
+
+
+def test_a_second_run_embeds_nothing(example_docs_setup):
+    _, _, first, second, _, _ = example_docs_setup
+    assert second.chunks_embedded == 0
+    assert second.counts() == {"unchanged": len(first.outcomes)}
+
+
+def test_served_answers_cite_the_right_documents(example_docs_setup, tmp_path):
+    _, config, _, _, _, _ = example_docs_setup
+    with enclave_server(config, tmp_path / "serve.log") as url:
+        client = OpenAI(base_url=f"{url}/v1", api_key="not-needed-yet")
+        assert [m.id for m in client.models.list()] == ["enclave"]
+
+        completion = client.chat.completions.create(
+            model="enclave", messages=[{"role": "user", "content": "Where was the footballer Iwan Roberts born?"}]
+        )
+        content = completion.choices[0].message.content
+        assert "Bangor" in content
+        citations = completion.model_extra["citations"]
+        assert any(c["uri"].endswith("/norwich-city.txt") for c in citations)
+
+        stream = client.chat.completions.create(
+            model="enclave", stream=True,
+            messages=[{"role": "user", "content": "What will there be at the first annual family day?"}],
+        )
+        streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        assert "face painting" in streamed and "family-day.eml" in streamed
+
+        body = httpx.post(f"{url}/v1/ask", json={"question": "How many Stanley Cups have the Maple Leafs won?"},
+                          timeout=60).json()
+        assert "13" in body["answer"]
+        assert any("stanley-cups" in c["uri"] for c in body["citations"])

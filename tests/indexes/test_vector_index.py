@@ -1,0 +1,263 @@
+"""indexes.vector_index: the same behaviour from both backends, the Edge shard and a Qdrant server
+(``QdrantClient(":memory:")`` stands in for the server API)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+from qdrant_client import QdrantClient
+
+from indexes.chunker import point_id
+from indexes.edge_index import EdgeIndex
+from indexes.server_index import ServerIndex
+from indexes.vector_index import LedgerEntry, ScoredChunk, VectorIndex, VectorIndexError
+
+DIM = 4
+
+# qdrant-client's local mode warns that payload indexes are no-ops there; the server honours them
+pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
+
+
+def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _nodes(doc_id: str, n: int, *, source: str = "hb", groups=("everyone",), classification="internal") -> list[TextNode]:
+    return [
+        TextNode(
+            id_=point_id(doc_id, i),
+            text=f"{doc_id} chunk {i}",
+            metadata={
+                "source": source, "title": doc_id.split(":", 1)[1], "uri": f"file:///{doc_id}",
+                "groups": list(groups), "classification": classification, "content_hash": f"hash-{doc_id}",
+                "section": f"Doc > Part {i}", "chunk": i,
+            },
+            relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc_id)},
+        )
+        for i in range(n)
+    ]
+
+
+def _ledger(source_id: str, chunks: int = 3, **kw) -> LedgerEntry:
+    source = source_id.split(":", 1)[0]
+    return LedgerEntry(source_id=source_id, source=source, version="1-10", content_hash=f"h-{source_id}",
+                       chunks=chunks, status="indexed", uri=f"file:///{source_id}", **kw)
+
+
+@pytest.fixture(params=["edge", "server"])
+def index(request, tmp_path: Path) -> Iterator[VectorIndex]:
+    if request.param == "edge":
+        idx: VectorIndex = EdgeIndex(tmp_path / "index", dimension=DIM)
+    else:
+        idx = ServerIndex(QdrantClient(":memory:"), "test", dimension=DIM)
+    try:
+        yield idx
+    finally:
+        idx.close()
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def test_upsert_and_count(index: VectorIndex, rng) -> None:
+    assert index.count() == 0
+    index.upsert(_nodes("hb:a.md", 3), _unit(rng, 3))
+    index.upsert(_nodes("hb:b.md", 2), _unit(rng, 2))
+    index.upsert(_nodes("wiki:c.md", 4, source="wiki"), _unit(rng, 4))
+    assert index.count() == 9
+    assert index.count(doc_id="hb:a.md") == 3
+    assert index.count(source="hb") == 5
+    assert index.count(source="wiki") == 4
+    assert index.count(doc_id="hb:a.md", source="wiki") == 0
+    assert index.count(doc_id="nope") == 0
+
+
+def test_upsert_rejects_mismatched_input(index: VectorIndex, rng) -> None:
+    with pytest.raises(ValueError):
+        index.upsert(_nodes("hb:a.md", 3), _unit(rng, 2))
+    with pytest.raises(VectorIndexError, match="dimension"):
+        index.upsert(_nodes("hb:a.md", 2), np.ones((2, DIM + 1), dtype=np.float32))
+    index.upsert([], np.zeros((0, DIM), dtype=np.float32))
+    assert index.count() == 0
+
+
+def test_reupsert_same_ids_does_not_duplicate(index: VectorIndex, rng) -> None:
+    index.upsert(_nodes("hb:a.md", 3), _unit(rng, 3))
+    index.upsert(_nodes("hb:a.md", 3), _unit(rng, 3))
+    assert index.count() == 3
+    assert index.chunk_ids("hb:a.md") == {point_id("hb:a.md", i) for i in range(3)}
+
+
+def test_search_returns_payload_best_first(index: VectorIndex, rng) -> None:
+    vectors = _unit(rng, 5)
+    index.upsert(_nodes("hb:a.md", 5, classification="confidential"), vectors)
+    hits = index.search(vectors[2], groups=["everyone"], limit=3)
+    assert len(hits) == 3
+    assert all(isinstance(h, ScoredChunk) for h in hits)
+    top = hits[0]
+    assert top.id == point_id("hb:a.md", 2)
+    assert top.score == pytest.approx(1.0, abs=1e-4)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert (top.text, top.doc_id, top.source, top.title, top.uri, top.section, top.chunk) == (
+        "hb:a.md chunk 2", "hb:a.md", "hb", "a.md", "file:///hb:a.md", "Doc > Part 2", 2,
+    )
+    assert top.classification == "confidential"
+    assert top.groups == ("everyone",)
+
+
+def test_search_filters_by_groups(index: VectorIndex, rng) -> None:
+    hr_vectors = _unit(rng, 3)
+    index.upsert(_nodes("hb:salaries.md", 3, groups=["hr"]), hr_vectors)
+    index.upsert(_nodes("hb:build.md", 3, groups=["eng"]), _unit(rng, 3))
+    index.upsert(_nodes("hb:lunch.md", 2, groups=["eng", "hr"]), _unit(rng, 2))
+    # even a query that is exactly an hr chunk's vector returns no hr-only chunk to eng
+    for vector in hr_vectors:
+        hits = index.search(vector, groups=["eng"], limit=20)
+        assert {h.doc_id for h in hits} == {"hb:build.md", "hb:lunch.md"}
+        assert all("eng" in h.groups for h in hits)
+    assert {h.doc_id for h in index.search(hr_vectors[0], groups=["hr"], limit=20)} == {"hb:salaries.md", "hb:lunch.md"}
+    assert len(index.search(hr_vectors[0], groups=["sales", "hr"], limit=20)) == 5
+    assert index.search(hr_vectors[0], groups=["sales"], limit=20) == []
+
+
+def test_search_with_no_groups_returns_nothing(index: VectorIndex, rng) -> None:
+    vectors = _unit(rng, 2)
+    index.upsert(_nodes("hb:a.md", 2), vectors)
+    assert index.search(vectors[0], groups=[], limit=5) == []
+
+
+def test_search_filters_by_source(index: VectorIndex, rng) -> None:
+    index.upsert(_nodes("hb:a.md", 3, source="hb"), _unit(rng, 3))
+    index.upsert(_nodes("wiki:b.md", 3, source="wiki"), _unit(rng, 3))
+    index.upsert(_nodes("mail:c.eml", 3, source="mail"), _unit(rng, 3))
+    query = _unit(rng, 1)[0]
+    assert {h.source for h in index.search(query, groups=["everyone"], limit=20, sources=["wiki"])} == {"wiki"}
+    assert {h.source for h in index.search(query, groups=["everyone"], limit=20, sources=["wiki", "mail"])} == {"wiki", "mail"}
+    assert len(index.search(query, groups=["everyone"], limit=20, sources=None)) == 9
+    assert len(index.search(query, groups=["everyone"], limit=4)) == 4
+
+
+def test_delete_document(index: VectorIndex, rng) -> None:
+    index.upsert(_nodes("hb:a.md", 3), _unit(rng, 3))
+    index.upsert(_nodes("hb:b.md", 4), _unit(rng, 4))
+    index.delete_document("hb:a.md")
+    assert index.count(doc_id="hb:a.md") == 0
+    assert index.chunk_ids("hb:a.md") == set()
+    assert index.chunk_ids("hb:b.md") == {point_id("hb:b.md", i) for i in range(4)}
+    assert index.count() == 4
+    index.delete_document("hb:missing.md")  # no error
+    assert index.count() == 4
+
+
+def test_delete_chunks_from(index: VectorIndex, rng) -> None:
+    index.upsert(_nodes("hb:a.md", 5), _unit(rng, 5))
+    index.upsert(_nodes("hb:b.md", 5), _unit(rng, 5))
+    index.delete_chunks_from("hb:a.md", 2)
+    assert index.chunk_ids("hb:a.md") == {point_id("hb:a.md", 0), point_id("hb:a.md", 1)}
+    assert index.count(doc_id="hb:b.md") == 5
+    index.delete_chunks_from("hb:b.md", 5)  # nothing at or past 5
+    assert index.count(doc_id="hb:b.md") == 5
+    index.delete_chunks_from("hb:b.md", 0)
+    assert index.count(doc_id="hb:b.md") == 0
+
+
+def test_chunk_ids(index: VectorIndex, rng) -> None:
+    assert index.chunk_ids("hb:a.md") == set()
+    index.upsert(_nodes("hb:a.md", 3) + _nodes("hb:b.md", 1), _unit(rng, 4))
+    ids = index.chunk_ids("hb:a.md")
+    assert ids == {point_id("hb:a.md", i) for i in range(3)}
+    assert all(isinstance(i, str) for i in ids)
+
+
+def test_ledger_round_trip(index: VectorIndex) -> None:
+    assert index.ledger() == {}
+    entries = [
+        _ledger("hb:a.md"),
+        _ledger("hb:b.pdf", chunks=0, reason="encrypted", detail="needs a password"),
+        _ledger("wiki:c.md", chunks=7),
+    ]
+    entries[1].status = "failed"
+    index.put_ledger(entries)
+    everything = index.ledger()
+    assert everything == {e.source_id: e for e in entries}
+    assert everything["hb:b.pdf"].reason == "encrypted"
+    assert everything["hb:b.pdf"].status == "failed"
+    assert set(index.ledger("hb")) == {"hb:a.md", "hb:b.pdf"}
+    assert set(index.ledger("wiki")) == {"wiki:c.md"}
+    assert index.ledger("other") == {}
+    # put replaces by source id
+    index.put_ledger([_ledger("hb:a.md", chunks=9)])
+    assert index.ledger("hb")["hb:a.md"].chunks == 9
+    assert len(index.ledger()) == 3
+    index.delete_ledger(["hb:a.md", "wiki:c.md", "never:was.md"])
+    assert set(index.ledger()) == {"hb:b.pdf"}
+    index.put_ledger([])
+    index.delete_ledger([])
+    assert set(index.ledger()) == {"hb:b.pdf"}
+    # the ledger holds no chunks
+    assert index.count() == 0
+
+
+# -- Edge only ----------------------------------------------------------------------------------------
+
+def test_edge_reopen_keeps_points_and_ledger(tmp_path: Path, rng) -> None:
+    vectors = _unit(rng, 3)
+    index = EdgeIndex(tmp_path / "idx", dimension=DIM)
+    index.upsert(_nodes("hb:a.md", 3, groups=["hr"]), vectors)
+    index.put_ledger([_ledger("hb:a.md")])
+    index.close()
+
+    reopened = EdgeIndex(tmp_path / "idx", dimension=DIM)
+    try:
+        assert reopened.count() == 3
+        assert reopened.chunk_ids("hb:a.md") == {point_id("hb:a.md", i) for i in range(3)}
+        assert reopened.ledger()["hb:a.md"].content_hash == "h-hb:a.md"
+        hits = reopened.search(vectors[1], groups=["hr"], limit=1)
+        assert hits[0].id == point_id("hb:a.md", 1)
+        assert reopened.search(vectors[1], groups=["eng"], limit=1) == []
+    finally:
+        reopened.close()
+
+
+def test_edge_reopen_with_other_dimension_fails(tmp_path: Path, rng) -> None:
+    index = EdgeIndex(tmp_path / "idx", dimension=DIM)
+    index.upsert(_nodes("hb:a.md", 2), _unit(rng, 2))
+    index.close()
+    with pytest.raises(VectorIndexError, match="another embedding model"):
+        EdgeIndex(tmp_path / "idx", dimension=DIM * 2)
+    again = EdgeIndex(tmp_path / "idx", dimension=DIM)  # the failed open left nothing locked
+    try:
+        assert again.count() == 2
+    finally:
+        again.close()
+
+
+def test_edge_open_twice_fails(tmp_path: Path) -> None:
+    index = EdgeIndex(tmp_path / "idx", dimension=DIM)
+    try:
+        with pytest.raises(VectorIndexError, match="another process"):
+            EdgeIndex(tmp_path / "idx", dimension=DIM)
+    finally:
+        index.close()
+
+
+# -- server only --------------------------------------------------------------------------------------
+
+def test_server_existing_collection_with_other_dimension_fails(rng) -> None:
+    client = QdrantClient(":memory:")
+    first = ServerIndex(client, "test", dimension=DIM)
+    first.upsert(_nodes("hb:a.md", 2), _unit(rng, 2))
+    with pytest.raises(VectorIndexError, match="size 4"):
+        ServerIndex(client, "test", dimension=DIM * 2)
+    same = ServerIndex(client, "test", dimension=DIM)  # the same dimension reuses the collection
+    assert same.count() == 2
+    other = ServerIndex(client, "other", dimension=DIM * 2)  # another collection is independent
+    assert other.count() == 0
+    client.close()

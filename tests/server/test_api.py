@@ -1,0 +1,94 @@
+"""The HTTP API over a real index: native /v1/ask, OpenAI-compatible chat, models, health, errors, ACL."""
+
+from __future__ import annotations
+
+import json
+
+CANARY_TOKEN = "CANARY-BOARD-7731"
+
+
+def test_healthz(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_models_lists_the_route(client):
+    body = client.get("/v1/models").json()
+    assert body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == ["enclave"]
+    assert "ollama -> extractive" in body["data"][0]["owned_by"]
+
+
+def test_ask_cites_the_document_that_holds_the_answer(client):
+    response = client.post("/v1/ask", json={"question": "What is the minimum length for a password?"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "14 characters" in body["answer"]
+    assert any(c["uri"].endswith("/it-security-policy.md") for c in body["citations"])
+    for citation in body["citations"]:
+        assert f"[{citation['number']}]" in body["answer"]
+        assert citation["uri"].startswith("file://") and citation["text"]
+    assert body["generator"] == "extractive"
+    assert [a["generator"] for a in body["route"]] == ["ollama", "extractive"]
+    assert "cannot connect" in body["route"][0]["error"]
+
+
+def test_ask_rejects_bad_requests_with_4xx(client):
+    assert client.post("/v1/ask", json={"question": "   "}).status_code == 422
+    assert client.post("/v1/ask", json={}).status_code == 422
+    assert client.post("/v1/ask", json={"question": "x", "top_k": 0}).status_code == 422
+    assert client.post("/v1/ask", content=b"not json", headers={"content-type": "application/json"}).status_code == 422
+
+
+def test_chat_completion_is_openai_shaped_with_citations(client):
+    response = client.post("/v1/chat/completions", json={
+        "model": "enclave",
+        "messages": [{"role": "system", "content": "Be brief."},
+                     {"role": "user", "content": "What is the street address of the Tromsø office?"}],
+    })
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    content = body["choices"][0]["message"]["content"]
+    assert "Storgata 14" in content
+    assert "Sources:" in content and "office-locations.html" in content
+    assert any(c["uri"].endswith("/office-locations.html") for c in body["citations"])
+    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+
+
+def test_chat_completion_streams_server_sent_events(client):
+    with client.stream("POST", "/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "How long is the standard warranty?"}]}],
+        "stream": True,
+    }) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert "36" in text
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_chat_without_a_user_message_is_422(client):
+    response = client.post("/v1/chat/completions", json={"messages": [{"role": "system", "content": "hi"}]})
+    assert response.status_code == 422
+    assert "user message" in response.json()["detail"]
+
+
+def test_documents_outside_the_callers_groups_never_appear(client, halvard_pipeline):
+    # the board's document is in the index ...
+    board_only = halvard_pipeline.retriever.run("acquisition of Fjordlys Optics", groups=["board"])
+    assert any(CANARY_TOKEN in c.text for c in board_only)
+    # ... but an anonymous caller (groups: everyone) never sees it, whatever the request says
+    for request in (
+        {"question": "When does the acquisition of Fjordlys Optics close? CANARY-BOARD-7731"},
+        {"question": "Board minutes confidential acquisition", "top_k": 50},
+    ):
+        body = client.post("/v1/ask", json=request).json()
+        assert CANARY_TOKEN not in json.dumps(body)
+    chat = client.post("/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": "What do the board minutes say about Fjordlys Optics?"}],
+        "user": "board",
+    }).json()
+    assert CANARY_TOKEN not in json.dumps(chat)
