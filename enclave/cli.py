@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -50,7 +51,7 @@ def _quiet_libraries() -> None:
 
 
 class _ProgressReporter:
-    """Progress bars on a terminal, a log line every 10 % otherwise."""
+    """Progress bars on a terminal; otherwise a log line every 10 % of documents or 30 s."""
 
     def __init__(self) -> None:
         self.interactive = console.is_terminal
@@ -58,6 +59,7 @@ class _ProgressReporter:
         self.done = 0
         self.chunks = 0
         self._last_logged = -1
+        self._logged_at = time.monotonic()
         self.bar = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[chunks]} chunks"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not self.interactive,
@@ -74,8 +76,8 @@ class _ProgressReporter:
         self.bar.update(self.task, total=self.total or None, completed=self.done, chunks=self.chunks)
         if not self.interactive and self.total:
             decile = self.done * 10 // self.total
-            if decile != self._last_logged:
-                self._last_logged = decile
+            if decile != self._last_logged or time.monotonic() - self._logged_at >= 30:
+                self._last_logged, self._logged_at = decile, time.monotonic()
                 print(f"ingest: {self.done}/{self.total} documents, {self.chunks} chunks embedded", flush=True)
 
 
@@ -105,13 +107,17 @@ def ingest(
         failed += counts.get("failed", 0)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         console.print(f"[bold]{report.source}[/bold]: {summary}; {report.chunks_embedded} chunks embedded "
-                      f"in {report.seconds:.1f} s")
-        problems = report.problems()
-        if problems:
-            table = Table("status", "reason", "document", "detail", title=f"{len(problems)} not indexed", show_lines=False)
-            for o in sorted(problems, key=lambda o: (o.status, o.reason, o.source_id)):
+                      f"in {report.seconds:.1f} s", soft_wrap=True)
+        problems = sorted(report.problems(), key=lambda o: (o.status, o.reason, o.source_id))
+        if problems and console.is_terminal:
+            table = Table("status", "reason", "document", "detail", title=f"{len(problems)} not indexed")
+            for o in problems:
                 table.add_row(o.status, o.reason, o.source_id.split(":", 1)[-1], (o.detail or "")[:120])
             console.print(table)
+        for o in problems if not console.is_terminal else []:  # logs: one whole line per document
+            print(f"{o.status}: {o.reason}: {o.source_id.split(':', 1)[-1]}" + (f" ({o.detail[:200]})" if o.detail else ""))
+        if report.reasons():
+            console.print("by reason: " + ", ".join(f"{n} {r}" for r, n in sorted(report.reasons().items())), markup=False)
     raise typer.Exit(1 if failed else 0)
 
 
@@ -140,15 +146,15 @@ def ask(
         raise typer.Exit(1) from None
     finally:
         pipeline.close()
-    console.print(answer.text, markup=False)
+    console.print(answer.text, markup=False, soft_wrap=True)
     if answer.citations:
         console.print("\n[bold]Sources[/bold]")
         for c in answer.citations:
             where = f" — {c.section}" if c.section else ""
-            console.print(f"  [{c.number}] {c.title}{where}  ({c.uri})", markup=False)
+            console.print(f"  [{c.number}] {c.title}{where}  ({c.uri})", markup=False, soft_wrap=True)
     route = " → ".join(a.generator + (f" (failed: {a.error})" if a.error else "") for a in answer.attempts)
     console.print(f"\n[dim]route: {route}; model: {answer.model}; tokens in/out: {answer.tokens_in}/{answer.tokens_out}; "
-                  f"{answer.seconds:.2f} s[/dim]")
+                  f"{answer.seconds:.2f} s[/dim]", soft_wrap=True)
 
 
 @app.command()

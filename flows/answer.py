@@ -129,11 +129,17 @@ def answer(
     groups: list[str] | None = None,
     config_file: str | None = None,
     settings: Settings | None = None,
+    pipeline: AnswerPipeline | None = None,
 ) -> list[Answer]:
-    """Answer a batch of questions as one principal (default: the server's default groups)."""
+    """Answer a batch of questions as one principal (default: the server's default groups).
+
+    A ``pipeline`` passed in (one that already holds the index) is used and left open; otherwise one
+    is built from settings and closed at the end."""
     settings = settings or load_settings(config_file)
-    pipeline = AnswerPipeline.from_settings(settings)
+    own = pipeline is None
+    pipeline = pipeline or AnswerPipeline.from_settings(settings)
     try:
         return [answer_question(pipeline, q, groups or settings.server.default_groups) for q in questions]
     finally:
-        pipeline.close()
+        if own:
+            pipeline.close()

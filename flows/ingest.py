@@ -2,7 +2,7 @@
 
 Read top to bottom: the flow lists the source, compares each document's version with the ledger,
 and sends only new or changed documents through parse → chunk → embed → upsert, one task per batch
-of documents. Documents gone from the source are deleted. Per document the order is: upsert the new
+of documents; the next batch parses (in the parser's own process) while the current one embeds. Documents gone from the source are deleted. Per document the order is: upsert the new
 chunks, delete its stale chunks, then write its ledger entry, so a crash at any point leaves a state
 the next run repairs (the ledger still shows the old version, and point ids are deterministic).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from llama_index.core import Document
@@ -26,7 +26,7 @@ from flows.components import build_chunker, build_connector, build_embedder, bui
 from indexes.chunker import MarkdownChunker
 from indexes.embedder import DenseEmbedder
 from indexes.parser import DocumentParser, ParseError
-from indexes.vector_index import LedgerEntry, VectorIndex
+from indexes.vector_index import LedgerEntry, VectorIndex, now_iso
 
 #: progress(event, amount): "documents" (total to look at, once), "document" (one done), "chunks" (embedded).
 Progress = Callable[[str, int], None]
@@ -118,7 +118,8 @@ def chunk_documents(parsed: Sequence[_Parsed], chunker: MarkdownChunker) -> list
     nodes = []
     for item in parsed:
         nodes.append(chunker.run(item.document) if item.document is not None else [])
-        item.outcome.chunks = len(nodes[-1]) if item.document is not None else item.outcome.chunks
+        if item.document is not None:
+            item.outcome.chunks = len(nodes[-1])
     return nodes
 
 
@@ -145,21 +146,22 @@ def upsert_chunks(
         doc_vectors = vectors[offset : offset + len(doc_nodes)]
         offset += len(doc_nodes)
         outcome = item.outcome
+        if outcome.status == "unchanged":  # new version, same bytes: only the version moves on
+            index.put_ledger([replace(item.previous, version=item.doc.version, updated_at=now_iso())])
+            continue
         if outcome.status in ("indexed", "updated"):
             index.upsert(doc_nodes, doc_vectors)
             if item.previous and item.previous.chunks > len(doc_nodes):
                 index.delete_chunks_from(item.doc.source_id, len(doc_nodes))
-        elif outcome.status in ("failed", "skipped") and item.previous and item.previous.chunks:
-            index.delete_document(item.doc.source_id)  # the source no longer yields this content
-        ledger_status = outcome.status if outcome.status in ("failed", "skipped") else "indexed"
-        chunks = len(doc_nodes) if outcome.status in ("indexed", "updated") else outcome.chunks
-        if outcome.status == "unchanged" and item.previous:
-            ledger_status, chunks = item.previous.status, item.previous.chunks
+        elif item.previous and item.previous.chunks:
+            index.delete_document(item.doc.source_id)  # failed or skipped now: its old content goes
+        indexed = outcome.status in ("indexed", "updated")
         index.put_ledger([
             LedgerEntry(
                 source_id=item.doc.source_id, source=item.doc.source, version=item.doc.version,
-                content_hash=item.content_hash, chunks=chunks if ledger_status == "indexed" else 0,
-                status=ledger_status, uri=item.doc.uri, reason=outcome.reason, detail=outcome.detail,
+                content_hash=item.content_hash, chunks=len(doc_nodes) if indexed else 0,
+                status="indexed" if indexed else outcome.status, uri=item.doc.uri,
+                reason=outcome.reason, detail=outcome.detail,
             )
         ])
 
@@ -204,8 +206,13 @@ def ingest_source(
         progress("documents", len(docs) + len(gone))
         progress("document", len(report.outcomes))
 
-    for batch in _batches(todo, settings.ingest.batch_documents):
-        parsed = parse_documents(batch, ledger, parser)
+    # parsing runs in the parser's own process: the next batch parses while this one embeds
+    batches = list(_batches(todo, settings.ingest.batch_documents))
+    upcoming = parse_documents.submit(batches[0], ledger, parser) if batches else None
+    for number, batch in enumerate(batches):
+        parsed = upcoming.result()
+        if number + 1 < len(batches):
+            upcoming = parse_documents.submit(batches[number + 1], ledger, parser)
         nodes = chunk_documents(parsed, chunker)
         flat = [node for doc_nodes in nodes for node in doc_nodes]
         vectors = embed_chunks(flat, embedder, progress)

@@ -45,7 +45,7 @@ class DenseEmbedder:
     time; a hub id not already in the local cache raises EmbedderError. ``batch_size`` is in texts.
     """
 
-    def __init__(self, model: str = "sentence-transformers/all-MiniLM-L6-v2", device: str = "cpu", batch_size: int = 16):
+    def __init__(self, model: str = "sentence-transformers/all-MiniLM-L6-v2", device: str = "cpu", batch_size: int = 8):
         self.model_name = model
         self.device = device
         self.batch_size = batch_size

@@ -2,7 +2,8 @@
 
 The ingesting process talks to it through :class:`ParseWorker`; a file that takes longer than its time
 limit gets the process killed and a fresh one started, and a memory limit (RLIMIT_AS) keeps one file
-from exhausting the machine. Run as ``python -m indexes.parse_worker MEMORY_BYTES``; frames on
+from exhausting the machine. Run as ``python indexes/parse_worker.py MEMORY_BYTES`` (by path, so the
+worker imports only the standard library and markitdown, not the whole package); frames on
 stdin/stdout are 8-byte big-endian lengths followed by a pickle.
 """
 
@@ -95,7 +96,7 @@ def convert_to_markdown(data: bytes, extension: str, filename: str) -> tuple[str
     charset = detect_charset(data) if extension in TEXT_EXTENSIONS else None
     info = StreamInfo(extension=extension or None, filename=filename, charset=charset)
     result = MarkItDown(enable_plugins=False).convert_stream(io.BytesIO(data), stream_info=info)
-    return result.markdown or "", result.title or ""
+    return str(result.markdown or ""), str(result.title or "")  # plain str: a title may be a bs4 string
 
 
 def _write_frame(stream: BinaryIO, obj: Any) -> None:
@@ -137,9 +138,8 @@ class ParseWorker:
     def __init__(self, memory_bytes: int) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "indexes.parse_worker", str(memory_bytes)],
+            [sys.executable, os.path.abspath(__file__), str(memory_bytes)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )
 
     @property
@@ -186,8 +186,12 @@ def main() -> None:
             reply = ("error", ("MemoryError", "the parser ran out of memory"))
         except Exception as exc:  # every converter error goes back to the parent, which classifies it
             reply = ("error", (type(exc).__name__, str(exc)))
-        _write_frame(out, reply)
+        try:
+            _write_frame(out, reply)
+        except Exception as exc:  # an unpicklable result must not kill the worker
+            _write_frame(out, ("error", (type(exc).__name__, f"could not return the result: {exc}")))
 
 
 if __name__ == "__main__":
+    sys.path.pop(0)  # run by path: the indexes/ folder must not shadow top-level modules
     main()

@@ -48,3 +48,47 @@ def embedder():
     return model
 
 
+# -- a real embedded index of examples/halvard, plus one document only the board may see ---------------
+CANARY = "CANARY-BOARD-7731 the acquisition of Fjordlys Optics closes on 14 March"
+
+
+@pytest.fixture(scope="session")
+def halvard_settings(tmp_path_factory, examples):
+    """Settings of an index of examples/halvard (group everyone) and a board-only document with CANARY."""
+    from enclave.settings import GeneratorSettings, Settings, SourceSettings
+
+    root = tmp_path_factory.mktemp("server-index")
+    board = root / "board"
+    board.mkdir()
+    (board / "board-minutes.md").write_text(
+        f"# Board minutes\n\nConfidential. {CANARY}. The paid leave accrual stays unchanged.\n", encoding="utf-8"
+    )
+    return Settings(
+        data_dir=root / "data",
+        sources=[
+            SourceSettings(name="halvard", path=examples, groups=["everyone"]),
+            SourceSettings(name="board", path=board, groups=["board"], classification="restricted"),
+        ],
+        generators=[
+            GeneratorSettings(name="ollama", kind="ollama", model="llama3.1:8b", host="http://127.0.0.1:9", timeout=2),
+            GeneratorSettings(name="extractive", kind="extractive"),
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def halvard_pipeline(halvard_settings, embedder):
+    """The answer pipeline over that index (ingested once per session; extractive answers)."""
+    from flows.answer import AnswerPipeline
+    from flows.components import index_path
+    from flows.ingest import ingest
+    from indexes.edge_index import EdgeIndex
+
+    index = EdgeIndex(index_path(halvard_settings), embedder.dimension)
+    reports = ingest(settings=halvard_settings, index=index, embedder=embedder)
+    assert all(r.counts().get("failed", 0) == 0 for r in reports), [r.problems() for r in reports]
+    pipeline = AnswerPipeline.from_settings(halvard_settings, embedder=embedder, index=index)
+    yield pipeline
+    index.close()
+
+

@@ -1,0 +1,54 @@
+"""The real `enclave` CLI in a subprocess: ingest with counts and reasons, re-run, ask with citations."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+def _enclave(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "enclave.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, examples) -> Path:
+    work = tmp_path_factory.mktemp("cli")
+    shutil.copytree(examples, work / "docs")
+    (work / "docs" / "broken.docx").write_bytes(b"PK\x03\x04 not a real docx")
+    (work / "enclave.yaml").write_text(yaml.safe_dump({
+        "data_dir": str(work / "data"),
+        "sources": [{"name": "halvard", "path": str(work / "docs"), "groups": ["everyone"]}],
+    }), encoding="utf-8")
+    return work
+
+
+def test_ingest_reports_counts_and_reasons_then_nothing_on_rerun(workdir):
+    first = _enclave("ingest", "--source", "halvard", cwd=workdir)
+    assert first.returncode == 1, first.stdout + first.stderr  # one file failed
+    assert "14 indexed" in first.stdout and "1 failed" in first.stdout
+    assert "broken.docx" in first.stdout and "corrupt" in first.stdout
+
+    second = _enclave("ingest", "--source", "halvard", cwd=workdir)
+    assert "15 unchanged" in second.stdout and "0 chunks embedded" in second.stdout, second.stdout
+
+
+def test_ask_prints_a_cited_answer(workdir):
+    _enclave("ingest", "--source", "halvard", cwd=workdir)
+    result = _enclave("ask", "What was the root cause of incident INC-2291?", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "expired TLS certificate" in result.stdout
+    assert "incident-postmortem-inc-2291.md" in result.stdout
+    assert "route: ollama (failed:" in result.stdout and "extractive" in result.stdout
+
+
+def test_invalid_config_names_the_field(tmp_path):
+    (tmp_path / "enclave.yaml").write_text("index:\n  backend: elastic\n", encoding="utf-8")
+    result = _enclave("ask", "anything", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "index.backend" in result.stderr

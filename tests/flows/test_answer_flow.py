@@ -1,0 +1,43 @@
+"""The answer path on the example corpus: every question in examples/questions.yaml cites its file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.answer import answer, cited_numbers
+
+QUESTIONS_FILE = Path(__file__).resolve().parents[2] / "examples" / "questions.yaml"
+QUESTIONS = yaml.safe_load(QUESTIONS_FILE.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("case", QUESTIONS, ids=[q["source"] for q in QUESTIONS])
+def test_each_question_cites_the_file_that_answers_it(halvard_pipeline, case):
+    result = halvard_pipeline.ask(case["question"], groups=["everyone"])
+    assert any(c.uri.endswith("/" + case["source"]) for c in result.citations), (
+        case["source"], [c.uri for c in result.citations], result.text)
+    assert case["answer_contains"] in result.text, result.text
+
+
+def test_cited_numbers_ignores_out_of_range_and_repeats():
+    assert cited_numbers("a [2] b [1][2] c [9] d [0]", passages=3) == [1, 2]
+    assert cited_numbers("no markers", passages=3) == []
+
+
+def test_answer_flow_answers_a_batch(halvard_pipeline, halvard_settings):
+    answers = answer(
+        ["How long is the standard warranty?", "Which travel agency books business trips?"],
+        settings=halvard_settings, pipeline=halvard_pipeline,
+    )
+    assert [a.question for a in answers] == ["How long is the standard warranty?",
+                                             "Which travel agency books business trips?"]
+    assert "36" in answers[0].text and "Nordlys" in answers[1].text
+    assert all(a.citations for a in answers)
+
+
+def test_no_groups_sees_nothing(halvard_pipeline):
+    result = halvard_pipeline.ask("How long is the standard warranty?", groups=[])
+    assert result.passages == [] and result.citations == []
+    assert "do not contain anything relevant" in result.text

@@ -1,0 +1,99 @@
+"""Incremental sync of the ingest flow on a small folder that changes between runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from enclave.settings import Settings, SourceSettings
+from flows.components import index_path
+from flows.ingest import ingest
+from indexes.chunker import point_id
+from indexes.edge_index import EdgeIndex
+
+LONG = "\n\n".join(f"Paragraph {i}: " + " ".join(f"word{i}x{j}" for j in range(120)) for i in range(12))
+
+
+@pytest.fixture()
+def folder_and_index(tmp_path, embedder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Alpha\n\nThe alpha team ships sensors on Tuesdays.\n", encoding="utf-8")
+    (docs / "long.md").write_text("# Long\n\n" + LONG, encoding="utf-8")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    settings = Settings(data_dir=tmp_path / "data", sources=[SourceSettings(name="docs", path=docs, groups=["g"])])
+    index = EdgeIndex(index_path(settings), embedder.dimension)
+    yield docs, settings, index
+    index.close()
+
+
+def _run(settings, index, embedder):
+    [report] = ingest(settings=settings, index=index, embedder=embedder)
+    return report
+
+
+def _status(report) -> dict[str, str]:
+    return {o.source_id.split(":", 1)[1]: o.status for o in report.outcomes}
+
+
+def test_sync_follows_the_folder(folder_and_index, embedder):
+    docs, settings, index = folder_and_index
+
+    first = _run(settings, index, embedder)
+    assert _status(first) == {"a.md": "indexed", "long.md": "indexed", "broken.pdf": "failed"}
+    long_chunks = index.count(doc_id="docs:long.md")
+    assert long_chunks > 3
+    assert index.count() == first.chunks_embedded
+
+    # nothing changed: nothing parsed, nothing embedded
+    second = _run(settings, index, embedder)
+    assert set(_status(second).values()) == {"unchanged"} and second.chunks_embedded == 0
+
+    # touched but same bytes: the content hash says unchanged, nothing embedded
+    stat = (docs / "a.md").stat()
+    os.utime(docs / "a.md", ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    third = _run(settings, index, embedder)
+    assert _status(third)["a.md"] == "unchanged" and third.chunks_embedded == 0
+
+    # the long document shrinks: re-chunked, its stale chunks deleted, ids deterministic
+    (docs / "long.md").write_text("# Long\n\nNow it is short.\n", encoding="utf-8")
+    fourth = _run(settings, index, embedder)
+    assert _status(fourth)["long.md"] == "updated"
+    assert index.chunk_ids("docs:long.md") == {point_id("docs:long.md", 0)}
+
+    # a document disappears: its chunks and ledger entry go
+    (docs / "a.md").unlink()
+    fifth = _run(settings, index, embedder)
+    assert _status(fifth)["a.md"] == "deleted"
+    assert index.count(doc_id="docs:a.md") == 0
+    assert "docs:a.md" not in index.ledger("docs")
+    assert index.count() == sum(e.chunks for e in index.ledger("docs").values())
+
+
+def test_a_failure_is_recorded_with_its_reason_and_the_run_goes_on(folder_and_index, embedder):
+    _, settings, index = folder_and_index
+    report = _run(settings, index, embedder)
+    [broken] = [o for o in report.outcomes if o.source_id.endswith("broken.pdf")]
+    assert broken.status == "failed" and broken.reason and broken.detail
+    assert index.ledger("docs")["docs:broken.pdf"].status == "failed"
+    assert report.counts()["indexed"] == 2
+
+
+def test_unknown_source_and_missing_folder_raise(folder_and_index, embedder, tmp_path):
+    _, settings, index = folder_and_index
+    with pytest.raises(KeyError, match="no source named 'nope'"):
+        ingest(source="nope", settings=settings, index=index, embedder=embedder)
+    with pytest.raises(FileNotFoundError):
+        ingest(path=str(tmp_path / "missing"), settings=settings, index=index, embedder=embedder)
+
+
+def test_path_ingest_names_the_source_after_the_folder(folder_and_index, embedder, tmp_path):
+    _, settings, index = folder_and_index
+    other = tmp_path / "Other Folder"
+    other.mkdir()
+    (other / "note.txt").write_text("A note about calibration intervals of twelve months.", encoding="utf-8")
+    [report] = ingest(path=str(other), settings=settings, index=index, embedder=embedder)
+    assert report.source == "Other-Folder"
+    assert _status(report) == {"note.txt": "indexed"}
