@@ -91,13 +91,15 @@ def ingest(
     removed ones are deleted. Exits 1 if any document failed."""
     _quiet_libraries()
     settings = _settings(config)
+    from flows.components import Resources
     from flows.ingest import ingest as ingest_flow
     from indexes.vector_index import VectorIndexError
 
     reporter = _ProgressReporter()
     try:
         with reporter.bar:
-            reports = ingest_flow(source=source, path=str(path) if path else None, settings=settings, progress=reporter)
+            reports = ingest_flow(source=source, path=str(path) if path else None, settings=settings,
+                                  resources=Resources(progress=reporter))
     except (KeyError, FileNotFoundError, VectorIndexError) as exc:
         err.print(f"[red]{exc.args[0] if exc.args else exc}[/red]")
         raise typer.Exit(2) from None

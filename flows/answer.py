@@ -15,7 +15,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from enclave.settings import Settings, load_settings
-from flows.components import build_chain, build_embedder, build_index
+from flows.components import Resources, build_chain, build_embedder, build_index
 from indexes.embedder import DenseEmbedder
 from indexes.retriever import Retriever
 from indexes.vector_index import ScoredChunk, VectorIndex
@@ -129,17 +129,16 @@ def answer(
     groups: list[str] | None = None,
     config_file: str | None = None,
     settings: Settings | None = None,
-    pipeline: AnswerPipeline | None = None,
+    resources: Resources | None = None,
 ) -> list[Answer]:
     """Answer a batch of questions as one principal (default: the server's default groups).
 
-    A ``pipeline`` passed in (one that already holds the index) is used and left open; otherwise one
-    is built from settings and closed at the end."""
+    ``resources`` may carry an embedder and an open index (left open); otherwise they are built from
+    settings and the index is closed at the end."""
     settings = settings or load_settings(config_file)
-    own = pipeline is None
-    pipeline = pipeline or AnswerPipeline.from_settings(settings)
+    resources = resources or Resources()
+    pipeline = AnswerPipeline.from_settings(settings, embedder=resources.embedder, index=resources.index)
     try:
         return [answer_question(pipeline, q, groups or settings.server.default_groups) for q in questions]
     finally:
-        if own:
-            pipeline.close()
+        pipeline.close()

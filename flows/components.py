@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from connectors.filesystem import FilesystemConnector
@@ -63,3 +64,30 @@ def build_generator(spec: GeneratorSettings, embedder: DenseEmbedder) -> Generat
 
 def build_chain(settings: Settings, embedder: DenseEmbedder) -> GeneratorChain:
     return GeneratorChain([build_generator(spec, embedder) for spec in settings.route_generators()])
+
+
+class Resources:
+    """Process-owned objects handed to a flow: an embedder and index already loaded, a progress callback.
+
+    Usage::
+
+        resources = Resources(embedder=embedder, index=index, progress=lambda event, n: ...)
+        ingest(settings=settings, resources=resources)
+
+    Prefect stores every flow parameter with the flow run, encoding unknown objects field by field;
+    an embedder or an index would be walked down to its tensors. This holder has no ``__dict__`` and
+    is not iterable, so Prefect records it as ``"<Resources>"`` and nothing more. Fields left None are
+    built from settings by the flow (and closed by it).
+    """
+
+    __slots__ = ("embedder", "index", "progress")
+
+    def __init__(
+        self,
+        embedder: DenseEmbedder | None = None,
+        index: VectorIndex | None = None,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.index = index
+        self.progress = progress

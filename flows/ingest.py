@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from connectors.document import SourceDocument
 from enclave.settings import Settings, SourceSettings, load_settings
-from flows.components import build_chunker, build_connector, build_embedder, build_index, build_parser
+from flows.components import Resources, build_chunker, build_connector, build_embedder, build_index, build_parser
 from indexes.chunker import MarkdownChunker
 from indexes.embedder import DenseEmbedder
 from indexes.parser import DocumentParser, ParseError
@@ -236,35 +236,34 @@ def ingest(
     path: str | None = None,
     config_file: str | None = None,
     settings: Settings | None = None,
-    index: VectorIndex | None = None,
-    embedder: DenseEmbedder | None = None,
-    progress: Progress | None = None,
+    resources: Resources | None = None,
 ) -> list[IngestReport]:
     """Ingest the configured sources (or the one named ``source``, or the folder ``path`` as an ad-hoc
     source called after the folder). Returns one IngestReport per source.
 
-    ``index`` and ``embedder`` may be passed in by a process that already holds them (``enclave serve``);
-    otherwise they are built from settings and closed at the end. Raises KeyError for an unknown source
-    name, FileNotFoundError for a missing folder and VectorIndexError when the index cannot be opened.
+    ``resources`` carries what the calling process already holds (an embedder, an open index, a
+    progress callback); what it lacks is built from settings, and an index built here is closed at the
+    end. Raises KeyError for an unknown source name, FileNotFoundError for a missing folder and
+    VectorIndexError when the index cannot be opened.
     """
     settings = settings or load_settings(config_file)
+    resources = resources or Resources()
     sources = _sources_to_ingest(settings, source, path)
-    embedder = embedder or build_embedder(settings)
-    own_index = index is None
-    index = index or build_index(settings, embedder.dimension)
+    embedder = resources.embedder or build_embedder(settings)
+    index = resources.index or build_index(settings, embedder.dimension)
     parser = build_parser(settings)
     logger = get_run_logger()
     try:
         reports = []
         for src in sources:
-            report = ingest_source(src, settings, index, embedder, parser, progress)
+            report = ingest_source(src, settings, index, embedder, parser, resources.progress)
             logger.info("source %s: %s, %d chunks embedded in %.1f s", src.name, report.counts(),
                         report.chunks_embedded, report.seconds)
             reports.append(report)
         return reports
     finally:
         parser.close()
-        if own_index:
+        if resources.index is None:
             index.close()
 
 

@@ -13,6 +13,7 @@ from llms.generator import Generation, GenerationRequest
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n{2,}|\n(?=\s*[-*#|>]|\s*\d+[.)]\s)")
 _MARKDOWN_NOISE = re.compile(r"^[#>*\-\s|]+|[*_`]+")
 _WORD = re.compile(r"\w+", re.UNICODE)
+_LIST_ITEM = re.compile(r"\s*(?:[-*•>]|\d+[.)])\s")
 
 NO_MODEL_NOTICE = "No language model was reachable, so this answer quotes the most relevant passages."
 NO_CONTEXT_ANSWER = "The documents you can access do not contain anything relevant to this question."
@@ -72,15 +73,39 @@ class ExtractiveGenerator:
         )
 
 
-def split_sentences(text: str, min_words: int = 3, max_chars: int = 400) -> list[str]:
-    """Sentences of a Markdown passage, without Markdown markers; fragments under ``min_words`` words
-    are dropped and sentences longer than ``max_chars`` characters are cut with an ellipsis."""
+def split_sentences(text: str, min_words: int = 3, max_chars: int = 400, label_words: int = 8) -> list[str]:
+    """Statements of a Markdown passage, without Markdown markers.
+
+    Headings and label-like fragments (not a list item, fewer than ``label_words`` words and no closing
+    punctuation, as PDF titles come out) are dropped, as are fragments under ``min_words`` words; a table row becomes
+    one statement pairing each cell with its column header ("Region: Nordics; Q3 2024: 48.62.");
+    statements longer than ``max_chars`` characters are cut with an ellipsis.
+    """
+    lines, header = [], None
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith("#"):  # a heading is a label; dropped first, so "## 2. Leave" cannot split
+            lines.append("")
+            continue
+        if stripped.startswith("|") and stripped.endswith("|"):
+            cells = [cell.strip() for cell in stripped.strip("|").split("|")]
+            if all(set(cell) <= set("-: ") for cell in cells):
+                continue  # the header separator row
+            if header is None:
+                header = cells
+                lines.append("")
+                continue
+            pairs = [f"{h}: {c}" if h else c for h, c in zip(header, cells) if c]
+            lines.extend(["", "; ".join(pairs) + ".", ""])
+            continue
+        header = None
+        lines.append(line)
     sentences = []
-    for raw in _SENTENCE_END.split(text):
-        if raw.lstrip().startswith("#"):  # a Markdown heading is a label, not a statement: drop its line,
-            raw = raw.lstrip().partition("\n")[2]  # keep the text that follows it on the next line
+    for raw in _SENTENCE_END.split("\n".join(lines)):
         sentence = " ".join(_MARKDOWN_NOISE.sub("", raw).split())
-        if len(_WORD.findall(sentence)) < min_words:
+        words = len(_WORD.findall(sentence))
+        label = words < label_words and not _LIST_ITEM.match(raw) and not sentence.endswith((".", "!", "?", "…", ":"))
+        if words < min_words or label:
             continue
         sentences.append(sentence if len(sentence) <= max_chars else sentence[: max_chars - 1].rstrip() + "…")
     return sentences

@@ -80,12 +80,12 @@ def halvard_settings(tmp_path_factory, examples):
 def halvard_pipeline(halvard_settings, embedder):
     """The answer pipeline over that index (ingested once per session; extractive answers)."""
     from flows.answer import AnswerPipeline
-    from flows.components import index_path
+    from flows.components import Resources, index_path
     from flows.ingest import ingest
     from indexes.edge_index import EdgeIndex
 
     index = EdgeIndex(index_path(halvard_settings), embedder.dimension)
-    reports = ingest(settings=halvard_settings, index=index, embedder=embedder)
+    reports = ingest(settings=halvard_settings, resources=Resources(embedder=embedder, index=index))
     assert all(r.counts().get("failed", 0) == 0 for r in reports), [r.problems() for r in reports]
     pipeline = AnswerPipeline.from_settings(halvard_settings, embedder=embedder, index=index)
     yield pipeline

@@ -15,8 +15,8 @@ import yaml
 from openai import OpenAI
 
 from enclave.settings import Settings, SourceSettings
-from flows.components import index_path
 from flows.ingest import IngestReport, ingest
+from flows.components import Resources, index_path
 from indexes.edge_index import EdgeIndex
 
 from e2e_server import enclave_server
@@ -38,8 +38,8 @@ def example_docs_setup(corpora, tmp_path_factory, embedder):
     config.write_text(yaml.safe_dump(json.loads(settings.model_dump_json())), encoding="utf-8")
     index = EdgeIndex(index_path(settings), embedder.dimension)
     try:
-        [first] = ingest(settings=settings, index=index, embedder=embedder)
-        [second] = ingest(settings=settings, index=index, embedder=embedder)
+        [first] = ingest(settings=settings, resources=Resources(embedder=embedder, index=index))
+        [second] = ingest(settings=settings, resources=Resources(embedder=embedder, index=index))
         ledger = index.ledger(SOURCE)
         points = index.count(source=SOURCE)
     finally:

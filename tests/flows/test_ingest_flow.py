@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from enclave.settings import Settings, SourceSettings
-from flows.components import index_path
 from flows.ingest import ingest
+from flows.components import Resources, index_path
 from indexes.chunker import point_id
 from indexes.edge_index import EdgeIndex
 
@@ -30,7 +30,7 @@ def folder_and_index(tmp_path, embedder):
 
 
 def _run(settings, index, embedder):
-    [report] = ingest(settings=settings, index=index, embedder=embedder)
+    [report] = ingest(settings=settings, resources=Resources(embedder=embedder, index=index))
     return report
 
 
@@ -84,9 +84,9 @@ def test_a_failure_is_recorded_with_its_reason_and_the_run_goes_on(folder_and_in
 def test_unknown_source_and_missing_folder_raise(folder_and_index, embedder, tmp_path):
     _, settings, index = folder_and_index
     with pytest.raises(KeyError, match="no source named 'nope'"):
-        ingest(source="nope", settings=settings, index=index, embedder=embedder)
+        ingest(source="nope", settings=settings, resources=Resources(embedder=embedder, index=index))
     with pytest.raises(FileNotFoundError):
-        ingest(path=str(tmp_path / "missing"), settings=settings, index=index, embedder=embedder)
+        ingest(path=str(tmp_path / "missing"), settings=settings, resources=Resources(embedder=embedder, index=index))
 
 
 def test_path_ingest_names_the_source_after_the_folder(folder_and_index, embedder, tmp_path):
@@ -94,6 +94,13 @@ def test_path_ingest_names_the_source_after_the_folder(folder_and_index, embedde
     other = tmp_path / "Other Folder"
     other.mkdir()
     (other / "note.txt").write_text("A note about calibration intervals of twelve months.", encoding="utf-8")
-    [report] = ingest(path=str(other), settings=settings, index=index, embedder=embedder)
+    [report] = ingest(path=str(other), settings=settings, resources=Resources(embedder=embedder, index=index))
     assert report.source == "Other-Folder"
     assert _status(report) == {"note.txt": "indexed"}
+
+
+def test_prefect_records_resources_as_a_placeholder(folder_and_index, embedder):
+    # Prefect stores flow parameters with the run; an embedder walked field by field would be its tensors
+    _, _, index = folder_and_index
+    stored = ingest.serialize_parameters({"resources": Resources(embedder=embedder, index=index)})
+    assert stored == {"resources": "<Resources>"}
