@@ -24,6 +24,8 @@ TEXT_EXTENSIONS = frozenset(
     {".txt", ".md", ".markdown", ".rst", ".org", ".csv", ".tsv", ".json", ".ndjson", ".jsonl", ".xml",
      ".html", ".htm", ".yaml", ".yml", ".log"}
 )
+#: Container formats: a file of one of these that reads as plain text is broken, not text.
+BINARY_EXTENSIONS = frozenset({".pdf", ".docx", ".xlsx", ".pptx", ".xls", ".msg", ".epub", ".zip"})
 _BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
 
@@ -96,7 +98,11 @@ def convert_to_markdown(data: bytes, extension: str, filename: str) -> tuple[str
     charset = detect_charset(data) if extension in TEXT_EXTENSIONS else None
     info = StreamInfo(extension=extension or None, filename=filename, charset=charset)
     result = MarkItDown(enable_plugins=False).convert_stream(io.BytesIO(data), stream_info=info)
-    return str(result.markdown or ""), str(result.title or "")  # plain str: a title may be a bs4 string
+    markdown = str(result.markdown or "")
+    if extension in BINARY_EXTENSIONS and markdown.strip() == data.decode("utf-8", errors="replace").strip():
+        # markitdown falls back to reading a broken file as plain text when its content sniffing says text
+        raise ValueError(f"not a valid {extension} file: it holds only plain text")
+    return markdown, str(result.title or "")  # plain str: a title may be a bs4 string
 
 
 def _write_frame(stream: BinaryIO, obj: Any) -> None:

@@ -20,7 +20,8 @@ class OllamaGenerator:
         generation = generator.run(GenerationRequest(question, passages, answer_messages(question, passages)))
         generation.text, generation.tokens_in, generation.tokens_out
 
-    ``timeout`` is in seconds for the whole request. A refused connection, a timeout, HTTP 5xx or 429,
+    ``timeout`` is in seconds, applied by httpx to connecting and to each read; Ollama sends nothing
+    until it has finished a non-streamed answer, so it bounds the whole generation. A refused connection, a timeout, HTTP 5xx or 429,
     and a model the server does not have (404) raise GeneratorUnavailable, so a chain tries the next
     generator; other HTTP errors too, with the server's message.
     """
