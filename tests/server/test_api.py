@@ -92,3 +92,25 @@ def test_documents_outside_the_callers_groups_never_appear(client, halvard_pipel
         "user": "board",
     }).json()
     assert CANARY_TOKEN not in json.dumps(chat)
+
+
+def test_with_ollama_up_the_answer_comes_from_the_model_with_its_citation(halvard_settings, halvard_pipeline):
+    from fastapi.testclient import TestClient
+
+    from flows.answer import AnswerPipeline
+    from llms import ExtractiveGenerator, GeneratorChain, OllamaGenerator
+    from server.app import create_app
+    from standins.ollama_server import OllamaStandIn
+
+    with OllamaStandIn(models=["llama3.1:8b"]) as ollama_server:
+        chain = GeneratorChain([OllamaGenerator("llama3.1:8b", host=ollama_server.url, timeout=10), ExtractiveGenerator()])
+        pipeline = AnswerPipeline(halvard_pipeline.retriever, chain)
+        with TestClient(create_app(halvard_settings, pipeline=pipeline)) as client:
+            body = client.post("/v1/ask", json={"question": "What is the minimum length for a password?"}).json()
+        [request] = ollama_server.chat_requests
+    assert body["generator"] == "ollama" and body["model"] == "llama3.1:8b"
+    assert body["answer"].endswith("[1]") and [c["number"] for c in body["citations"]] == [1]
+    assert body["tokens_in"] > 0 and body["tokens_out"] > 0
+    # the prompt the model saw holds the numbered passages and the question
+    prompt = request["messages"][-1]["content"]
+    assert prompt.startswith("Context passages:") and "[1] " in prompt and "minimum length for a password" in prompt
