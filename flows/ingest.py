@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 from llama_index.core import Document
@@ -269,8 +270,6 @@ def ingest(
 
 def _sources_to_ingest(settings: Settings, source: str | None, path: str | None) -> list[SourceSettings]:
     if path is not None:
-        from pathlib import Path
-
         folder = Path(path)
         if not folder.is_dir():
             raise FileNotFoundError(f"{path} is not a folder")
