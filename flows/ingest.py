@@ -197,12 +197,13 @@ def ingest_source(
     ledger = index.ledger(source.name)
     listed = {doc.source_id for doc in docs}
     gone = [entry for sid, entry in ledger.items() if sid not in listed]
-    todo = [doc for doc in docs if doc.source_id not in ledger or ledger[doc.source_id].version != doc.version]
-    report.outcomes += [
-        DocumentOutcome(doc.source_id, doc.uri, "unchanged", chunks=ledger[doc.source_id].chunks)
-        for doc in docs
-        if doc.source_id in ledger and ledger[doc.source_id].version == doc.version
-    ]
+    todo = []
+    for doc in docs:  # an unchanged version costs no fetch, no parse, no embedding
+        known = ledger.get(doc.source_id)
+        if known and known.version == doc.version:
+            report.outcomes.append(DocumentOutcome(doc.source_id, doc.uri, "unchanged", chunks=known.chunks))
+        else:
+            todo.append(doc)
     if progress:
         progress("documents", len(docs) + len(gone))
         progress("document", len(report.outcomes))

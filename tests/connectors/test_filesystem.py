@@ -117,7 +117,7 @@ def test_version_changes_with_mtime_alone(tmp_path: Path) -> None:
     [before] = FilesystemConnector("s", root).run()
     os.utime(root / "doc.txt", ns=(1_000_000_000, 1_000_000_000))
     [after] = FilesystemConnector("s", root).run()
-    assert after.version == f"1000000000-5" and after.version != before.version
+    assert after.version == "1000000000-5" and after.version != before.version
 
 
 def test_fetch_is_lazy_and_returns_bytes(tmp_path: Path) -> None:

@@ -33,7 +33,6 @@ import json
 import re
 import socket
 import threading
-import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
