@@ -19,6 +19,7 @@ import numpy as np
 from llama_index.core import Document
 from llama_index.core.schema import TextNode
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from connectors.document import SourceDocument
@@ -262,11 +263,30 @@ def ingest(
             logger.info("source %s: %s, %d chunks embedded in %.1f s", src.name, report.counts(),
                         report.chunks_embedded, report.seconds)
             reports.append(report)
+        publish_report(reports)
         return reports
     finally:
         parser.close()
         if resources.index is None:
             index.close()
+
+
+#: the columns of the run's artifact table, one row per source
+REPORT_COLUMNS = ("indexed", "updated", "deleted", "unchanged", "skipped", "failed")
+
+
+def publish_report(reports: Sequence[IngestReport]) -> None:
+    """Publish the run's Prefect artifact ``ingest-report``: per source, documents added (``indexed``),
+    updated, deleted, unchanged, skipped and failed, chunks embedded and seconds taken. Shown on the
+    flow run's page in the Prefect UI; kept with the run in the Prefect API."""
+    rows = []
+    for report in reports:
+        counts = report.counts()
+        rows.append({"source": report.source, **{c: counts.get(c, 0) for c in REPORT_COLUMNS},
+                     "chunks_embedded": report.chunks_embedded, "seconds": round(report.seconds, 1)})
+    problems = [f"{o.source_id}: {o.status}: {o.reason}" for r in reports for o in r.problems() if o.status == "failed"]
+    description = "Documents per source by outcome." + (f" Failed: {'; '.join(problems[:20])}" if problems else "")
+    create_table_artifact(rows, key="ingest-report", description=description[:5000])
 
 
 def _sources_to_ingest(settings: Settings, source: str | None, path: str | None) -> list[SourceSettings]:
