@@ -16,6 +16,7 @@ An invalid value raises :class:`SettingsError` whose message names the field (``
 from __future__ import annotations
 
 import os
+import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +52,35 @@ class SourceSettings(BaseModel):
         description="ACL: the groups allowed to see this source's documents.",
     )
     classification: Classification = "internal"
+    schedule: str | None = Field(
+        default=None,
+        description="Cron expression of the source's scheduled ingestion (prefect.yaml deployment ingest-<name>), "
+        "e.g. '0 * * * *' for hourly; None: not scheduled.",
+    )
+    timezone: str = Field(default="UTC", description="IANA time zone the schedule is read in, e.g. Europe/Oslo.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from prefect.client.schemas.schedules import CronSchedule  # only when a schedule is set: prefect is slow to import
+
+        try:
+            CronSchedule(cron=value)
+        except ValidationError:
+            raise ValueError(
+                f"schedule {value!r} is not a valid cron expression: five fields, minute hour day-of-month month "
+                "day-of-week, e.g. '0 * * * *' (hourly)"
+            ) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        if value not in zoneinfo.available_timezones():
+            raise ValueError(f"timezone {value!r} is not an IANA time zone name (e.g. UTC, Europe/Oslo)")
+        return value
 
 
 class EmbedderSettings(BaseModel):
@@ -94,7 +124,19 @@ class IngestSettings(BaseModel):
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="Larger files are skipped (bytes).")
     parse_timeout: float = Field(default=120.0, gt=0, description="Seconds one file may take to parse.")
     parse_memory_bytes: int = Field(default=4 * 1024**3, ge=256 * 1024**2, description="Memory limit of the parse process.")
-    batch_documents: int = Field(default=16, ge=1, description="Documents per parse/chunk/embed/upsert task.")
+    batch_documents: int = Field(default=16, ge=1, description="Documents per fetch/parse/embed/upsert task.")
+    batches_in_flight: int = Field(
+        default=2, ge=1,
+        description="Batches submitted to the task runner at once: 2 lets one parse while another embeds; "
+        "raise it to the number of Dask workers + 1 for scale-out.",
+    )
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads", description="Where fetch/parse/embed run: threads in the flow's process, or Dask workers."
+    )
+    dask_address: str | None = Field(
+        default=None, description="A Dask scheduler (tcp://host:8786); None starts a local cluster for the run."
+    )
+    dask_workers: int = Field(default=2, ge=1, description="Workers of the local Dask cluster (one process each).")
 
 
 class RetrievalSettings(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ _SCROLL_PAGE = 1000
 
 
 class EdgeIndex(VectorIndex):
-    """Chunks and ledger in two Qdrant Edge shards under ``path`` (``chunks/`` and ``ledger/``).
+    """Chunks, ledger and runs in three Qdrant Edge shards under ``path`` (``chunks/``, ``ledger/``, ``runs/``).
 
     Usage::
 
@@ -28,13 +29,27 @@ class EdgeIndex(VectorIndex):
     (a different embedding model needs a new collection).
     """
 
-    def __init__(self, path: str | Path, dimension: int) -> None:
+    def __init__(self, path: str | Path, dimension: int | None = None) -> None:
         self.path = Path(path)
+        if dimension is None:  # an existing index knows its own dimension (e.g. for `enclave status`)
+            dimension = self.stored_dimension(self.path)
+            if dimension is None:
+                raise VectorIndexError(f"there is no index at {self.path} yet: run `enclave ingest` first")
         self.dimension = dimension
         self._chunks = self._open(self.path / "chunks", self._chunks_config(dimension), indexed=True)
-        # the ledger's points carry no vector; Edge wants one declared, so it gets a 1-d one it never uses
-        ledger_config = qe.EdgeConfig(vectors={DENSE: qe.EdgeVectorParams(size=1, distance=qe.Distance.Dot)})
-        self._ledger = self._open(self.path / "ledger", ledger_config, indexed=False)
+        # ledger and run points carry no vector; Edge wants one declared, so they get a 1-d one never used
+        bare = qe.EdgeConfig(vectors={DENSE: qe.EdgeVectorParams(size=1, distance=qe.Distance.Dot)})
+        self._ledger = self._open(self.path / "ledger", bare, indexed=False)
+        self._runs = self._open(self.path / "runs", bare, indexed=False)
+        self._shards = {"chunks": self._chunks, "ledger": self._ledger, "runs": self._runs}
+
+    @staticmethod
+    def stored_dimension(path: str | Path) -> int | None:
+        """The dense vector size of the index at ``path``, or None if there is none."""
+        config = Path(path) / "chunks" / "edge_config.json"
+        if not config.exists():
+            return None
+        return int(json.loads(config.read_text(encoding="utf-8"))["vectors"][DENSE]["size"])
 
     @staticmethod
     def _chunks_config(dimension: int) -> qe.EdgeConfig:
@@ -67,21 +82,21 @@ class EdgeIndex(VectorIndex):
         return shard
 
     # -- primitives -----------------------------------------------------------------------------
-    def _shard(self, ledger: bool) -> qe.EdgeShard:
-        return self._ledger if ledger else self._chunks
+    def _shard(self, store: str) -> qe.EdgeShard:
+        return self._shards[store]
 
-    def _upsert(self, ledger: bool, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None:
+    def _upsert(self, store: str, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None:
         points = [qe.Point(id=i, vector=v, payload=p) for i, v, p in zip(ids, vectors, payloads)]
-        self._shard(ledger).update(qe.UpdateOperation.upsert_points(points))
+        self._shard(store).update(qe.UpdateOperation.upsert_points(points))
 
-    def _delete(self, ledger: bool, filter_: Any) -> None:
-        self._shard(ledger).update(qe.UpdateOperation.delete_points_by_filter(filter_))
+    def _delete(self, store: str, filter_: Any) -> None:
+        self._shard(store).update(qe.UpdateOperation.delete_points_by_filter(filter_))
 
-    def _delete_ids(self, ledger: bool, ids: list[str]) -> None:
-        self._shard(ledger).update(qe.UpdateOperation.delete_points(ids))
+    def _delete_ids(self, store: str, ids: list[str]) -> None:
+        self._shard(store).update(qe.UpdateOperation.delete_points(ids))
 
-    def _scroll(self, ledger: bool, filter_: Any) -> Iterable[tuple[Any, dict]]:
-        shard, offset = self._shard(ledger), None
+    def _scroll(self, store: str, filter_: Any) -> Iterable[tuple[Any, dict]]:
+        shard, offset = self._shard(store), None
         while True:
             records, offset = shard.scroll(
                 qe.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, filter=filter_, with_payload=True, with_vector=False)
@@ -113,7 +128,7 @@ class EdgeIndex(VectorIndex):
         return qe.Filter(must=must)
 
     def close(self) -> None:
-        for shard in (self._chunks, self._ledger):
+        for shard in self._shards.values():
             try:
                 shard.flush()
             finally:

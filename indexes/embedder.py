@@ -52,26 +52,22 @@ class DenseEmbedder:
         self._model = None
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        # shipped to another process (a Dask worker): the model stays behind and loads there, once
+        return {"model_name": self.model_name, "device": self.device, "batch_size": self.batch_size}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**{"model": state["model_name"], "device": state["device"], "batch_size": state["batch_size"]})
+
     @property
     def model(self):
         """The loaded ``SentenceTransformer`` (loaded on first access)."""
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    self._model = self._load()
+                    self._model = _load_shared(self.model_name, self.device)
         return self._model
 
-    def _load(self):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from sentence_transformers import SentenceTransformer
-
-        path = resolve_model_path(self.model_name)
-        try:
-            return SentenceTransformer(path, device=self.device)
-        except Exception as exc:
-            hint = "" if Path(path).exists() else " (no network access: give a local path or a model already cached)"
-            raise EmbedderError(f"could not load embedding model {self.model_name!r}: {exc}{hint}") from exc
 
     @property
     def dimension(self) -> int:
@@ -112,11 +108,41 @@ class DenseEmbedder:
         """Embed ``texts``; returns (len(texts), dimension) float32, L2-normalised (cosine = dot product)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        model = self.model
+        with _ENCODE_LOCK:
+            vectors = model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.asarray(vectors, dtype=np.float32)
+
+
+_MODELS: dict[tuple[str, str], object] = {}
+_MODELS_LOCK = threading.Lock()
+#: one forward pass at a time per process: concurrent passes only oversubscribe the cores
+_ENCODE_LOCK = threading.Lock()
+
+
+def _load_shared(model_name: str, device: str):
+    """The process's one copy of a model (embedders unpickled in a Dask worker share it)."""
+    with _MODELS_LOCK:
+        key = (model_name, device)
+        if key not in _MODELS:
+            _MODELS[key] = _load(model_name, device)
+        return _MODELS[key]
+
+
+def _load(model_name: str, device: str):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model_path(model_name)
+    try:
+        return SentenceTransformer(path, device=device)
+    except Exception as exc:
+        hint = "" if Path(path).exists() else " (no network access: give a local path or a model already cached)"
+        raise EmbedderError(f"could not load embedding model {model_name!r}: {exc}{hint}") from exc

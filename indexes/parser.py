@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from connectors.document import SourceDocument
@@ -84,6 +85,14 @@ class DocumentParser:
         self.timeout = timeout
         self.memory_bytes = memory_bytes
         self._worker: ParseWorker | None = None
+        self._lock = threading.Lock()  # one conversion at a time through the one worker process
+
+    def __getstate__(self) -> dict:
+        # shipped to another process (a Dask worker): it starts its own worker process there
+        return {"max_bytes": self.max_bytes, "timeout": self.timeout, "memory_bytes": self.memory_bytes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
 
     def run(self, doc: SourceDocument, data: bytes) -> Document:
         """Parse ``data`` (the bytes of ``doc``) to a Markdown Document. Raises ParseError."""
@@ -115,6 +124,10 @@ class DocumentParser:
 
     def _convert(self, data: bytes, extension: str, filename: str) -> tuple[str, str]:
         """Convert in the worker process, within ``timeout`` seconds and ``memory_bytes`` of memory."""
+        with self._lock:
+            return self._convert_locked(data, extension, filename)
+
+    def _convert_locked(self, data: bytes, extension: str, filename: str) -> tuple[str, str]:
         if self._worker is None or not self._worker.alive:
             self._worker = ParseWorker(self.memory_bytes)
         try:

@@ -13,7 +13,8 @@ _SCROLL_PAGE = 1000
 
 
 class ServerIndex(VectorIndex):
-    """Chunks and ledger in two collections of a Qdrant server: ``<collection>`` and ``<collection>_ledger``.
+    """Chunks, ledger and runs in three collections of a Qdrant server: ``<collection>``,
+    ``<collection>_ledger`` and ``<collection>_runs``.
 
     Usage::
 
@@ -31,6 +32,8 @@ class ServerIndex(VectorIndex):
         self.client = client
         self.collection = collection
         self.ledger_collection = f"{collection}_ledger"
+        self.runs_collection = f"{collection}_runs"
+        self._names = {"chunks": collection, "ledger": self.ledger_collection, "runs": self.runs_collection}
         self.dimension = dimension
         try:
             self._ensure_collections()
@@ -57,29 +60,30 @@ class ServerIndex(VectorIndex):
                 self.client.create_payload_index(self.collection, name, models.PayloadSchemaType.KEYWORD)
             for name in INTEGER_FIELDS:
                 self.client.create_payload_index(self.collection, name, models.PayloadSchemaType.INTEGER)
-        if not self.client.collection_exists(self.ledger_collection):
-            self.client.create_collection(self.ledger_collection, vectors_config={})
-            self.client.create_payload_index(self.ledger_collection, "source", models.PayloadSchemaType.KEYWORD)
+        for name in (self.ledger_collection, self.runs_collection):
+            if not self.client.collection_exists(name):
+                self.client.create_collection(name, vectors_config={})
+                self.client.create_payload_index(name, "source", models.PayloadSchemaType.KEYWORD)
 
-    def _name(self, ledger: bool) -> str:
-        return self.ledger_collection if ledger else self.collection
+    def _name(self, store: str) -> str:
+        return self._names[store]
 
     # -- primitives -----------------------------------------------------------------------------
-    def _upsert(self, ledger: bool, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None:
+    def _upsert(self, store: str, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None:
         points = [models.PointStruct(id=i, vector=v, payload=p) for i, v, p in zip(ids, vectors, payloads)]
-        self.client.upsert(self._name(ledger), points=points, wait=True)
+        self.client.upsert(self._name(store), points=points, wait=True)
 
-    def _delete(self, ledger: bool, filter_: Any) -> None:
-        self.client.delete(self._name(ledger), points_selector=models.FilterSelector(filter=filter_), wait=True)
+    def _delete(self, store: str, filter_: Any) -> None:
+        self.client.delete(self._name(store), points_selector=models.FilterSelector(filter=filter_), wait=True)
 
-    def _delete_ids(self, ledger: bool, ids: list[str]) -> None:
-        self.client.delete(self._name(ledger), points_selector=models.PointIdsList(points=ids), wait=True)
+    def _delete_ids(self, store: str, ids: list[str]) -> None:
+        self.client.delete(self._name(store), points_selector=models.PointIdsList(points=ids), wait=True)
 
-    def _scroll(self, ledger: bool, filter_: Any) -> Iterable[tuple[Any, dict]]:
+    def _scroll(self, store: str, filter_: Any) -> Iterable[tuple[Any, dict]]:
         offset = None
         while True:
             records, offset = self.client.scroll(
-                self._name(ledger), scroll_filter=filter_, limit=_SCROLL_PAGE, offset=offset,
+                self._name(store), scroll_filter=filter_, limit=_SCROLL_PAGE, offset=offset,
                 with_payload=True, with_vectors=False,
             )
             for record in records:

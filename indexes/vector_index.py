@@ -1,8 +1,9 @@
 """The index interface shared by the embedded Qdrant Edge shard and a Qdrant server.
 
-Two collections per index: the chunks (named dense vector ``dense``, payload below) and a ledger
-(one vector-less point per source document: version, content hash, chunk count, status). Both live
-in the same backend, so the ledger survives restarts and scales with the index.
+Three stores per index, all in the same backend, so the ledger survives restarts and scales with
+the index: ``chunks`` (named dense vector ``dense``, payload below), the ``ledger`` (one vector-less
+point per source document: version, content hash, chunk count, status) and ``runs`` (one point per
+ingest run of a source: when, how long, documents by outcome).
 
 Chunk payload: ``text, doc_id, source, title, section, uri, groups, classification, content_hash,
 chunk, ingested_at``. Payload indexes: ``doc_id, source, groups, classification`` (keyword) and
@@ -25,6 +26,8 @@ DENSE = "dense"
 KEYWORD_FIELDS = ("doc_id", "source", "groups", "classification")
 INTEGER_FIELDS = ("chunk",)
 LEDGER_NAMESPACE = uuid.UUID("0c6f0d55-3f0e-5a43-b9a2-8d1bd4b1e6a2")
+#: The stores of an index: chunk points, the per-document ledger, and the record of ingest runs.
+STORES = ("chunks", "ledger", "runs")
 
 
 class VectorIndexError(RuntimeError):
@@ -52,7 +55,10 @@ class ScoredChunk:
 class LedgerEntry:
     """What the index knows of one source document.
 
-    ``status`` is ``indexed``, ``skipped`` or ``failed``; ``reason`` a short category for skipped and
+    ``status`` is ``indexed``, ``skipped``, ``failed`` or ``pending`` (written before a new document's
+    first points, so a crash before its ledger entry still leaves a record of them: a pending entry
+    has no version, so the next run redoes the document, or deletes it if the source no longer has it);
+    ``reason`` a short category for skipped and
     failed ones (``encrypted``, ``empty``...), ``detail`` the underlying message; ``chunks`` the number
     of points the document has in the index; ``updated_at`` ISO 8601 UTC.
     """
@@ -71,6 +77,23 @@ class LedgerEntry:
     @property
     def point_id(self) -> str:
         return str(uuid.uuid5(LEDGER_NAMESPACE, self.source_id))
+
+
+@dataclass
+class RunRecord:
+    """One ingest run of one source. ``counts``: documents by outcome (indexed, updated, deleted,
+    unchanged, skipped, failed); ``started_at``/``finished_at`` ISO 8601 UTC; ``seconds`` wall time."""
+
+    source: str
+    started_at: str
+    finished_at: str
+    seconds: float
+    counts: dict[str, int]
+    chunks_embedded: int = 0
+
+    @property
+    def point_id(self) -> str:
+        return str(uuid.uuid5(LEDGER_NAMESPACE, f"run:{self.source}:{self.started_at}"))
 
 
 def now_iso() -> str:
@@ -125,18 +148,18 @@ class VectorIndex(ABC):
 
     dimension: int
 
-    # -- backend primitives -------------------------------------------------------------------
+    # -- backend primitives (``store`` is one of STORES) -------------------------------------------------------------------
     @abstractmethod
-    def _upsert(self, ledger: bool, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None: ...
+    def _upsert(self, store: str, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None: ...
 
     @abstractmethod
-    def _delete(self, ledger: bool, filter_: Any) -> None: ...
+    def _delete(self, store: str, filter_: Any) -> None: ...
 
     @abstractmethod
-    def _delete_ids(self, ledger: bool, ids: list[str]) -> None: ...
+    def _delete_ids(self, store: str, ids: list[str]) -> None: ...
 
     @abstractmethod
-    def _scroll(self, ledger: bool, filter_: Any) -> Iterable[tuple[Any, dict]]: ...
+    def _scroll(self, store: str, filter_: Any) -> Iterable[tuple[Any, dict]]: ...
 
     @abstractmethod
     def _count(self, filter_: Any) -> int: ...
@@ -171,7 +194,7 @@ class VectorIndex(ABC):
             raise VectorIndexError(f"vectors have dimension {vectors.shape[1]}, the index {self.dimension}")
         ingested_at = now_iso()
         self._upsert(
-            False,
+            "chunks",
             [node.node_id for node in nodes],
             [{DENSE: row.tolist()} for row in vectors],
             [chunk_payload(node, ingested_at) for node in nodes],
@@ -179,11 +202,11 @@ class VectorIndex(ABC):
 
     def delete_document(self, doc_id: str) -> None:
         """Delete every chunk of ``doc_id`` (by the indexed ``doc_id`` field: cost proportional to its chunks)."""
-        self._delete(False, self._filter([self._match("doc_id", doc_id)]))
+        self._delete("chunks", self._filter([self._match("doc_id", doc_id)]))
 
     def delete_chunks_from(self, doc_id: str, first: int) -> None:
         """Delete chunks number ``first`` and above of ``doc_id`` (stale after the document shrank)."""
-        self._delete(False, self._filter([self._match("doc_id", doc_id), self._at_least("chunk", first)]))
+        self._delete("chunks", self._filter([self._match("doc_id", doc_id), self._at_least("chunk", first)]))
 
     def search(
         self, vector: np.ndarray, *, groups: Sequence[str], limit: int = 5, sources: Sequence[str] | None = None
@@ -209,13 +232,18 @@ class VectorIndex(ABC):
 
     def chunk_ids(self, doc_id: str) -> set[str]:
         """Point ids of the chunks of ``doc_id``."""
-        return {str(pid) for pid, _ in self._scroll(False, self._filter([self._match("doc_id", doc_id)]))}
+        return {str(pid) for pid, _ in self._scroll("chunks", self._filter([self._match("doc_id", doc_id)]))}
+
+    def points(self, store: str = "chunks") -> Iterable[tuple[str, dict[str, Any]]]:
+        """Every point of ``store`` (one of STORES) as (point id, payload), in id order."""
+        for pid, payload in self._scroll(store, None):
+            yield str(pid), payload
 
     def ledger(self, source: str | None = None) -> dict[str, LedgerEntry]:
         """The ledger entries of ``source`` (all sources if None), by source id."""
         filter_ = self._filter([self._match("source", source)]) if source is not None else None
         entries = {}
-        for _, payload in self._scroll(True, filter_):
+        for _, payload in self._scroll("ledger", filter_):
             entry = LedgerEntry(**{k: payload[k] for k in LedgerEntry.__dataclass_fields__ if k in payload})
             entries[entry.source_id] = entry
         return entries
@@ -223,9 +251,19 @@ class VectorIndex(ABC):
     def put_ledger(self, entries: Sequence[LedgerEntry]) -> None:
         """Insert or replace ledger entries (keyed by source id)."""
         if entries:
-            self._upsert(True, [e.point_id for e in entries], [{} for _ in entries], [asdict(e) for e in entries])
+            self._upsert("ledger", [e.point_id for e in entries], [{} for _ in entries], [asdict(e) for e in entries])
 
     def delete_ledger(self, source_ids: Sequence[str]) -> None:
         """Forget the ledger entries of ``source_ids``."""
         if source_ids:
-            self._delete_ids(True, [str(uuid.uuid5(LEDGER_NAMESPACE, sid)) for sid in source_ids])
+            self._delete_ids("ledger", [str(uuid.uuid5(LEDGER_NAMESPACE, sid)) for sid in source_ids])
+
+    def record_run(self, run: RunRecord) -> None:
+        """Keep the record of one ingest run."""
+        self._upsert("runs", [run.point_id], [{}], [asdict(run)])
+
+    def runs(self, source: str | None = None) -> list[RunRecord]:
+        """Recorded ingest runs of ``source`` (all sources if None), newest first."""
+        filter_ = self._filter([self._match("source", source)]) if source is not None else None
+        runs = [RunRecord(**{k: p[k] for k in RunRecord.__dataclass_fields__ if k in p}) for _, p in self._scroll("runs", filter_)]
+        return sorted(runs, key=lambda r: r.started_at, reverse=True)

@@ -15,6 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# the ephemeral API server starts in a subprocess; on 2 busy cores that can take longer than the 20 s default
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 # each test session gets its own Prefect home (ephemeral API database), never the user's
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="enclave-prefect-"))
 os.environ.setdefault("OLLAMA_HOST", "http://127.0.0.1:9")  # nothing listens there: no test reaches a real Ollama

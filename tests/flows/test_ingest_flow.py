@@ -46,9 +46,15 @@ def test_sync_follows_the_folder(folder_and_index, embedder):
     assert long_chunks > 3
     assert index.count() == first.chunks_embedded
 
-    # nothing changed: nothing parsed, nothing embedded
+    # nothing changed: nothing parsed, nothing embedded; the known failure is reported again, not retried
     second = _run(settings, index, embedder)
-    assert set(_status(second).values()) == {"unchanged"} and second.chunks_embedded == 0
+    assert _status(second) == {"a.md": "unchanged", "long.md": "unchanged", "broken.pdf": "failed"}
+    assert second.chunks_embedded == 0
+    [broken] = [o for o in second.outcomes if o.status == "failed"]
+    assert broken.reason == first.problems()[0].reason and broken.detail.startswith("not retried")
+    latest, earlier = index.runs("docs")
+    assert latest.counts == {"unchanged": 2, "failed": 1} and earlier.counts == {"indexed": 2, "failed": 1}
+    assert earlier.chunks_embedded == first.chunks_embedded and latest.started_at >= earlier.finished_at
 
     # touched but same bytes: the content hash says unchanged, nothing embedded
     stat = (docs / "a.md").stat()
@@ -78,6 +84,32 @@ def test_a_failure_is_recorded_with_its_reason_and_the_run_goes_on(folder_and_in
     assert broken.status == "failed" and broken.reason and broken.detail
     assert index.ledger("docs")["docs:broken.pdf"].status == "failed"
     assert report.counts()["indexed"] == 2
+
+
+def test_retry_failed_parses_known_failures_again(folder_and_index, embedder):
+    docs, settings, index = folder_and_index
+    _run(settings, index, embedder)
+    (docs / "broken.pdf").unlink()
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 still not a pdf")  # new bytes, but we force a retry anyway
+    [report] = ingest(settings=settings, resources=Resources(embedder=embedder, index=index), retry_failed=True)
+    [broken] = [o for o in report.outcomes if o.source_id.endswith("broken.pdf")]
+    assert broken.status == "failed" and not broken.detail.startswith("not retried")
+
+
+def test_a_new_document_is_pending_in_the_ledger_before_its_points_exist(folder_and_index, embedder, monkeypatch):
+    # a crash between upsert and ledger update must not leave points the ledger does not know of
+    docs, settings, index = folder_and_index
+    seen = []
+    real_upsert = type(index).upsert
+
+    def watching_upsert(self, nodes, vectors):
+        seen.append({sid: e.status for sid, e in self.ledger("docs").items()})
+        return real_upsert(self, nodes, vectors)
+
+    monkeypatch.setattr(type(index), "upsert", watching_upsert)
+    _run(settings, index, embedder)
+    assert seen and seen[0]["docs:a.md"] == "pending" and seen[0]["docs:long.md"] == "pending"
+    assert {e.status for e in index.ledger("docs").values()} == {"indexed", "failed"}
 
 
 def test_unknown_source_and_missing_folder_raise(folder_and_index, embedder, tmp_path):
