@@ -4,6 +4,8 @@ Usage::
 
     enclave ingest ./docs                 # a folder, as an ad-hoc source
     enclave ingest --source handbook      # a source from enclave.yaml
+    enclave status                        # per source: documents, chunks, last run, failures by reason
+    enclave status --failures             # every failed file with its reason
     enclave ask "How many leave days do I get?"
     enclave serve --port 8000
 """
@@ -87,22 +89,31 @@ class _ProgressReporter:
 def ingest(
     path: Optional[Path] = typer.Argument(None, help="A folder to ingest as an ad-hoc source."),
     source: Optional[str] = typer.Option(None, "--source", "-s", help="A configured source's name."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Parse files that failed before again, even if unchanged."),
+    task_runner: Optional[str] = typer.Option(None, "--task-runner", help="threads (default) or dask: where fetch/parse/embed run."),
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Sync documents into the index: new and changed ones are embedded, unchanged ones cost nothing,
-    removed ones are deleted. Exits 1 if any document failed."""
+    removed ones are deleted. Exits 1 if any document is failed (including earlier failures of files
+    that have not changed since, which are not retried without --retry-failed), 2 on a usage error."""
     _quiet_libraries()
     settings = _settings(config)
+    if task_runner is not None:
+        if task_runner not in ("threads", "dask"):
+            err.print(f"[red]--task-runner must be threads or dask, not {task_runner!r}[/red]")
+            raise typer.Exit(2)
+        settings.ingest.task_runner = task_runner
     from flows.components import Resources
-    from flows.ingest import ingest as ingest_flow
+    from flows.ingest import ingest_with_runner
     from indexes.vector_index import VectorIndexError
 
     reporter = _ProgressReporter()
     try:
+        ingest_flow = ingest_with_runner(settings)
         with reporter.bar:
             reports = ingest_flow(source=source, path=str(path) if path else None, settings=settings,
-                                  resources=Resources(progress=reporter))
-    except (KeyError, FileNotFoundError, VectorIndexError) as exc:
+                                  resources=Resources(progress=reporter), retry_failed=retry_failed)
+    except (KeyError, FileNotFoundError, VectorIndexError, ImportError) as exc:
         err.print(f"[red]{exc.args[0] if exc.args else exc}[/red]")
         raise typer.Exit(2) from None
     failed = 0
@@ -123,6 +134,66 @@ def ingest(
         if report.reasons():
             console.print("by reason: " + ", ".join(f"{n} {r}" for r, n in sorted(report.reasons().items())), markup=False)
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def status(
+    failures: bool = typer.Option(False, "--failures", help="List every failed file with its reason."),
+    source: Optional[str] = typer.Option(None, "--source", "-s", help="Only this source."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Per source: documents by status, chunks in the index, the last run, failures by reason.
+    Loads no model. Exits 2 if there is no index yet."""
+    _quiet_libraries()
+    settings = _settings(config)
+    from collections import Counter
+
+    from flows.components import build_index
+    from indexes.vector_index import VectorIndexError
+
+    try:
+        index = build_index(settings)
+    except VectorIndexError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        ledger = index.ledger(source)
+        runs = index.runs(source)
+        names = [s.name for s in settings.sources if source in (None, s.name)]
+        names += sorted({e.source for e in ledger.values()} - set(names))
+        rows, failed_entries = [], []
+        for name in names:
+            entries = [e for e in ledger.values() if e.source == name]
+            by_status = Counter(e.status for e in entries)
+            failed = [e for e in entries if e.status == "failed"]
+            failed_entries += failed
+            last = next((r for r in runs if r.source == name), None)
+            last_run = "never" if last is None else (
+                f"{last.finished_at} ({last.seconds:.0f} s: " + ", ".join(f"{n} {k}" for k, n in sorted(last.counts.items())) + ")")
+            reasons = ", ".join(f"{n} {r}" for r, n in Counter(e.reason for e in failed).most_common())
+            rows.append((name, len(entries), by_status["indexed"], by_status["skipped"], by_status["failed"],
+                         by_status["pending"], index.count(source=name), last_run, reasons or "-"))
+        failed_entries.sort(key=lambda e: (e.source, e.reason, e.source_id))
+        if console.is_terminal:
+            table = Table("source", "documents", "indexed", "skipped", "failed", "pending", "chunks", "last run",
+                          "failures by reason", title=f"index {settings.index.collection} ({settings.index.backend})")
+            for row in rows:
+                table.add_row(*map(str, row))
+            console.print(table)
+        else:  # logs and scripts: one whole line per source
+            for name, docs, indexed, skipped, failed, pending, chunks, last_run, reasons in rows:
+                print(f"{name}: {docs} documents ({indexed} indexed, {skipped} skipped, {failed} failed, {pending} pending), "
+                      f"{chunks} chunks; last run: {last_run}; failures by reason: {reasons}")
+        if failures and console.is_terminal:
+            detail = Table("source", "document", "reason", "detail", "since", title=f"{len(failed_entries)} failed")
+            for e in failed_entries:
+                detail.add_row(e.source, e.source_id.split(":", 1)[-1], e.reason, (e.detail or "")[:200], e.updated_at)
+            console.print(detail)
+        elif failures:
+            for e in failed_entries:
+                print(f"failed: {e.source}: {e.source_id.split(':', 1)[-1]}: {e.reason}" + (f" ({e.detail[:200]})" if e.detail else ""))
+    finally:
+        index.close()
 
 
 @app.command()
@@ -167,14 +238,18 @@ def serve(
     port: Optional[int] = typer.Option(None, help="Port (default: server.port)."),
     config: Optional[Path] = ConfigOption,
 ) -> None:
-    """Start the chat endpoint (OpenAI-compatible /v1/chat/completions, /v1/ask)."""
+    """Start the chat endpoint (OpenAI-compatible /v1/chat/completions, /v1/ask). With the embedded
+    index, this process owns it: `enclave ingest` and scheduled runs write through it meanwhile."""
     _quiet_libraries()
     settings = _settings(config)
     import uvicorn
 
     from server.app import create_app
 
-    uvicorn.run(create_app(settings), host=host or settings.server.host, port=port or settings.server.port)
+    host, port = host or settings.server.host, port or settings.server.port
+    # other processes here (enclave ingest, scheduled flow runs) reach the embedded index through this one
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    uvicorn.run(create_app(settings, index_url=f"http://{local}:{port}"), host=host, port=port)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -12,7 +12,8 @@ from indexes.edge_index import EdgeIndex
 from indexes.embedder import DenseEmbedder
 from indexes.parser import DocumentParser
 from indexes.server_index import ServerIndex
-from indexes.vector_index import VectorIndex
+from indexes.remote_index import IndexOwner, RemoteIndex
+from indexes.vector_index import VectorIndex, VectorIndexError
 from llms.extractive_generator import ExtractiveGenerator
 from llms.generator import Generator
 from llms.generator_chain import GeneratorChain
@@ -46,14 +47,24 @@ def index_path(settings: Settings) -> Path:
     return Path(settings.data_dir) / "index" / settings.index.collection
 
 
-def build_index(settings: Settings, dimension: int) -> VectorIndex:
-    """Open (creating if needed) the configured index. Raises VectorIndexError."""
+def build_index(settings: Settings, dimension: int | None = None) -> VectorIndex:
+    """Open (creating if needed) the configured index. ``dimension=None`` opens an existing index at
+    its own dimension without loading a model (raises VectorIndexError if there is none yet).
+
+    An embedded shard held by another process (``enclave serve``) is used through that process: a
+    :class:`RemoteIndex` to the owner its ``owner.json`` names. Raises VectorIndexError."""
     if settings.index.backend == "server":
         from qdrant_client import QdrantClient
 
         key = settings.index.api_key.get_secret_value() if settings.index.api_key else None
         return ServerIndex(QdrantClient(url=settings.index.url, api_key=key), settings.index.collection, dimension)
-    return EdgeIndex(index_path(settings), dimension)
+    try:
+        return EdgeIndex(index_path(settings), dimension)
+    except VectorIndexError as exc:
+        owner = IndexOwner.find(index_path(settings))
+        if owner is None or "open in another process" not in str(exc):
+            raise
+        return RemoteIndex(owner.url, owner.token, dimension)
 
 
 def build_generator(spec: GeneratorSettings, embedder: DenseEmbedder) -> Generator:

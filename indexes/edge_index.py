@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,14 @@ class EdgeIndex(VectorIndex):
         index.close()
 
     A shard belongs to one process: opening one that another process holds raises
-    VectorIndexError. Opening an existing shard with another ``dimension`` raises VectorIndexError
+    VectorIndexError (``flows.components.build_index`` then writes through the owner, see
+    indexes/remote_index.py). Within the process, threads share it: each shard call holds a lock. Opening an existing shard with another ``dimension`` raises VectorIndexError
     (a different embedding model needs a new collection).
     """
 
     def __init__(self, path: str | Path, dimension: int | None = None) -> None:
         self.path = Path(path)
+        self._lock = threading.RLock()
         if dimension is None:  # an existing index knows its own dimension (e.g. for `enclave status`)
             dimension = self.stored_dimension(self.path)
             if dimension is None:
@@ -87,32 +90,38 @@ class EdgeIndex(VectorIndex):
 
     def _upsert(self, store: str, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None:
         points = [qe.Point(id=i, vector=v, payload=p) for i, v, p in zip(ids, vectors, payloads)]
-        self._shard(store).update(qe.UpdateOperation.upsert_points(points))
+        with self._lock:
+            self._shard(store).update(qe.UpdateOperation.upsert_points(points))
 
     def _delete(self, store: str, filter_: Any) -> None:
-        self._shard(store).update(qe.UpdateOperation.delete_points_by_filter(filter_))
+        with self._lock:
+            self._shard(store).update(qe.UpdateOperation.delete_points_by_filter(filter_))
 
     def _delete_ids(self, store: str, ids: list[str]) -> None:
-        self._shard(store).update(qe.UpdateOperation.delete_points(ids))
+        with self._lock:
+            self._shard(store).update(qe.UpdateOperation.delete_points(ids))
 
     def _scroll(self, store: str, filter_: Any) -> Iterable[tuple[Any, dict]]:
         shard, offset = self._shard(store), None
         while True:
-            records, offset = shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, filter=filter_, with_payload=True, with_vector=False)
-            )
+            with self._lock:
+                records, offset = shard.scroll(
+                    qe.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, filter=filter_, with_payload=True, with_vector=False)
+                )
             for record in records:
                 yield record.id, record.payload or {}
             if offset is None:
                 return
 
     def _count(self, filter_: Any) -> int:
-        return self._chunks.count(qe.CountRequest(exact=True, filter=filter_))
+        with self._lock:
+            return self._chunks.count(qe.CountRequest(exact=True, filter=filter_))
 
     def _nearest(self, vector: list[float], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]:
-        points = self._chunks.query(
-            qe.QueryRequest(limit=limit, query=qe.Query.Nearest(vector, using=DENSE), filter=filter_, with_payload=True)
-        )
+        with self._lock:
+            points = self._chunks.query(
+                qe.QueryRequest(limit=limit, query=qe.Query.Nearest(vector, using=DENSE), filter=filter_, with_payload=True)
+            )
         return [(p.id, p.score, p.payload or {}) for p in points]
 
     def _match(self, key: str, value: str | int) -> Any:
@@ -128,6 +137,10 @@ class EdgeIndex(VectorIndex):
         return qe.Filter(must=must)
 
     def close(self) -> None:
+        with self._lock:
+            self._close_shards()
+
+    def _close_shards(self) -> None:
         for shard in self._shards.values():
             try:
                 shard.flush()

@@ -28,7 +28,7 @@ class ServerIndex(VectorIndex):
     server API.
     """
 
-    def __init__(self, client: QdrantClient, collection: str, dimension: int) -> None:
+    def __init__(self, client: QdrantClient, collection: str, dimension: int | None = None) -> None:
         self.client = client
         self.collection = collection
         self.ledger_collection = f"{collection}_ledger"
@@ -36,6 +36,11 @@ class ServerIndex(VectorIndex):
         self._names = {"chunks": collection, "ledger": self.ledger_collection, "runs": self.runs_collection}
         self.dimension = dimension
         try:
+            if dimension is None:  # an existing collection knows its own dimension (e.g. for `enclave status`)
+                if not client.collection_exists(collection):
+                    raise VectorIndexError(f"there is no collection {collection!r} yet: run `enclave ingest` first")
+                params = client.get_collection(collection).config.params.vectors
+                self.dimension = params[DENSE].size
             self._ensure_collections()
         except VectorIndexError:
             raise

@@ -267,3 +267,45 @@ class VectorIndex(ABC):
         filter_ = self._filter([self._match("source", source)]) if source is not None else None
         runs = [RunRecord(**{k: p[k] for k in RunRecord.__dataclass_fields__ if k in p}) for _, p in self._scroll("runs", filter_)]
         return sorted(runs, key=lambda r: r.started_at, reverse=True)
+
+    # -- serving this index to another process (see indexes/remote_index.py) ----------------------
+    def filter_from_wire(self, wire: dict | None) -> Any:
+        """This backend's filter for the JSON form :class:`indexes.remote_index.RemoteIndex` sends:
+        ``{"must": [{"match": [key, value]} | {"any": [key, [values]]} | {"gte": [key, number]}]}``.
+        Raises ValueError for anything else."""
+        if wire is None:
+            return None
+        must = []
+        for condition in wire.get("must", []):
+            [(kind, (key, value))] = condition.items()
+            if kind == "match":
+                must.append(self._match(key, value))
+            elif kind == "any":
+                must.append(self._match_any(key, list(value)))
+            elif kind == "gte":
+                must.append(self._at_least(key, int(value)))
+            else:
+                raise ValueError(f"unknown filter condition {kind!r}")
+        return self._filter(must)
+
+    def execute(self, operation: str, body: dict[str, Any]) -> Any:
+        """Run one backend primitive sent over the wire by a RemoteIndex: ``upsert``, ``delete``,
+        ``delete_ids``, ``count``, ``nearest`` (JSON-able results) or ``scroll`` (an iterator of
+        ``[id, payload]``). ``store`` is one of STORES. Raises ValueError for an unknown operation or store."""
+        store = body.get("store", "chunks")
+        if store not in STORES:
+            raise ValueError(f"unknown store {store!r}")
+        filter_ = self.filter_from_wire(body.get("filter"))
+        if operation == "upsert":
+            return self._upsert(store, list(body["ids"]), list(body["vectors"]), list(body["payloads"]))
+        if operation == "delete":
+            return self._delete(store, filter_)
+        if operation == "delete_ids":
+            return self._delete_ids(store, list(body["ids"]))
+        if operation == "count":
+            return self._count(filter_)
+        if operation == "nearest":
+            return [[str(pid), score, payload] for pid, score, payload in self._nearest(body["vector"], filter_, int(body["limit"]))]
+        if operation == "scroll":
+            return ([str(pid), payload] for pid, payload in self._scroll(store, filter_))
+        raise ValueError(f"unknown index operation {operation!r}")

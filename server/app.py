@@ -11,10 +11,12 @@ from enclave import __version__
 from enclave.settings import Settings
 from flows.answer import AnswerPipeline
 from llms.generator_chain import AllGeneratorsFailed
-from server.routers import ask, chat, health, models
+from indexes.edge_index import EdgeIndex
+from indexes.remote_index import IndexOwner
+from server.routers import ask, chat, health, index, models
 
 
-def create_app(settings: Settings, pipeline: AnswerPipeline | None = None) -> FastAPI:
+def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index_url: str | None = None) -> FastAPI:
     """The chat endpoint's app.
 
     Usage::
@@ -24,6 +26,11 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None) -> Fa
 
     A ``pipeline`` passed in is used as is and left open. Routes: ``GET /healthz``, ``GET /v1/models``,
     ``POST /v1/ask``, ``POST /v1/chat/completions``. When no generator answers, requests get 503.
+
+    ``index_url``: the URL other processes on this machine reach this server at. Given one, and an
+    embedded index, the server claims the index (``owner.json`` beside the shard, see
+    indexes/remote_index.py) and serves it on ``/internal/index/*``, so ``enclave ingest`` and scheduled
+    flow runs write through this process while it keeps answering.
     """
 
     @asynccontextmanager
@@ -31,19 +38,25 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None) -> Fa
         owned = pipeline is None
         app.state.pipeline = pipeline or AnswerPipeline.from_settings(settings)
         app.state.pipeline.retriever.embedder.model  # load the model before the first request
+        index = app.state.pipeline.index
+        if index_url and isinstance(index, EdgeIndex):
+            app.state.index_owner = IndexOwner.claim(index.path, index_url)
         try:
             yield
         finally:
+            if app.state.index_owner is not None:
+                app.state.index_owner.release(index.path)
             if owned:
                 app.state.pipeline.close()
 
     app = FastAPI(title="Enclave", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.index_owner = None
 
     @app.exception_handler(AllGeneratorsFailed)
     async def _no_generator(request: Request, exc: AllGeneratorsFailed) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
-    for router in (health.router, models.router, ask.router, chat.router):
+    for router in (health.router, models.router, ask.router, chat.router, index.router):
         app.include_router(router)
     return app

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,8 +17,10 @@ from qdrant_client import QdrantClient
 
 from indexes.chunker import point_id
 from indexes.edge_index import EdgeIndex
+from indexes.remote_index import IndexOwner, RemoteIndex
 from indexes.server_index import ServerIndex
-from indexes.vector_index import LedgerEntry, ScoredChunk, VectorIndex, VectorIndexError
+from indexes.vector_index import LedgerEntry, RunRecord, ScoredChunk, VectorIndex, VectorIndexError
+from prefect_server import free_port
 
 DIM = 4
 
@@ -49,8 +55,46 @@ def _ledger(source_id: str, chunks: int = 3, **kw) -> LedgerEntry:
                        chunks=chunks, status="indexed", uri=f"file:///{source_id}", **kw)
 
 
-@pytest.fixture(params=["edge", "server"])
+@contextmanager
+def served(edge: EdgeIndex) -> Iterator[tuple[str, IndexOwner]]:
+    """``edge`` served on /internal/index by a real uvicorn on 127.0.0.1, as ``enclave serve`` does."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from server.routers import index as index_router
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    app = FastAPI()
+    app.include_router(index_router.router)
+    app.state.pipeline = SimpleNamespace(index=edge)
+    app.state.index_owner = IndexOwner.claim(edge.path, url)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield url, app.state.index_owner
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(params=["edge", "server", "remote"])
 def index(request, tmp_path: Path) -> Iterator[VectorIndex]:
+    if request.param == "remote":  # an Edge shard owned by a server, used through its HTTP API
+        edge = EdgeIndex(tmp_path / "index", dimension=DIM)
+        with served(edge) as (url, owner):
+            remote = RemoteIndex(url, owner.token, DIM)
+            try:
+                yield remote
+            finally:
+                remote.close()
+                edge.close()
+        return
     if request.param == "edge":
         idx: VectorIndex = EdgeIndex(tmp_path / "index", dimension=DIM)
     else:
@@ -203,6 +247,48 @@ def test_ledger_round_trip(index: VectorIndex) -> None:
     assert set(index.ledger()) == {"hb:b.pdf"}
     # the ledger holds no chunks
     assert index.count() == 0
+
+
+def test_runs_are_recorded_newest_first(index: VectorIndex) -> None:
+    assert index.runs() == []
+    older = RunRecord("hb", "2026-11-01T10:00:00+00:00", "2026-11-01T10:05:00+00:00", 300.0, {"indexed": 3}, 40)
+    newer = RunRecord("hb", "2026-11-02T10:00:00+00:00", "2026-11-02T10:00:01+00:00", 1.0, {"unchanged": 3}, 0)
+    other = RunRecord("wiki", "2026-11-03T10:00:00+00:00", "2026-11-03T10:00:02+00:00", 2.0, {"failed": 1}, 0)
+    index.record_run(older)
+    index.record_run(newer)
+    index.record_run(other)
+    assert index.runs("hb") == [newer, older]
+    assert index.runs() == [other, newer, older]
+    assert index.count() == 0 and index.ledger() == {}  # runs are neither chunks nor ledger entries
+
+
+def test_points_lists_every_point_of_a_store(index: VectorIndex, rng) -> None:
+    index.upsert(_nodes("hb:a.md", 3), _unit(rng, 3))
+    index.put_ledger([_ledger("hb:a.md")])
+    chunks = dict(index.points("chunks"))
+    assert set(chunks) == {point_id("hb:a.md", i) for i in range(3)}
+    assert {p["chunk"] for p in chunks.values()} == {0, 1, 2}
+    [(_, entry)] = list(index.points("ledger"))
+    assert entry["source_id"] == "hb:a.md"
+
+
+# -- Remote only ----------------------------------------------------------------------------------------
+
+def test_remote_needs_the_owners_token_and_a_live_owner(tmp_path: Path) -> None:
+    edge = EdgeIndex(tmp_path / "index", dimension=DIM)
+    try:
+        with served(edge) as (url, owner):
+            assert IndexOwner.find(edge.path) == owner
+            with pytest.raises(VectorIndexError, match="403"):
+                RemoteIndex(url, "not-the-token")
+            with pytest.raises(VectorIndexError, match="size 4, the embedder makes 8"):
+                RemoteIndex(url, owner.token, dimension=8)
+            owner.release(edge.path)
+            assert IndexOwner.find(edge.path) is None
+        with pytest.raises(VectorIndexError, match="unreachable"):
+            RemoteIndex(url, owner.token)
+    finally:
+        edge.close()
 
 
 # -- Edge only ----------------------------------------------------------------------------------------
