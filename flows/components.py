@@ -88,7 +88,8 @@ class Resources:
     Prefect stores every flow parameter with the flow run, encoding unknown objects field by field;
     an embedder or an index would be walked down to its tensors. This holder has no ``__dict__`` and
     is not iterable, so Prefect records it as ``"<Resources>"`` and nothing more. Fields left None are
-    built from settings by the flow (and closed by it).
+    built from settings by the flow (and closed by it). What it holds belongs to this process: shipped
+    to another one (Prefect sends the flow run's context to Dask workers) it arrives empty.
     """
 
     __slots__ = ("embedder", "index", "progress")
@@ -102,3 +103,6 @@ class Resources:
         self.embedder = embedder
         self.index = index
         self.progress = progress
+
+    def __reduce__(self):
+        return (Resources, ())

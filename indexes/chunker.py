@@ -67,6 +67,14 @@ class MarkdownChunker:
             include_prev_next_rel=False,
         )
 
+    def __getstate__(self) -> dict:
+        # shipped to a Dask worker: the parsers (holding a lambda) are rebuilt there from the settings
+        return {"tokenizer": self.tokenizer, "max_tokens": self.max_tokens, "chunk_tokens": self.chunk_tokens,
+                "overlap_tokens": self.overlap_tokens}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
     def run(self, document: Document) -> list[TextNode]:
         """Chunk ``document``; returns the nodes in document order (possibly empty)."""
         pieces: list[tuple[str, str]] = []

@@ -84,13 +84,17 @@ class DenseEmbedder:
 
     def count_tokens(self, text: str) -> int:
         """Number of word pieces in ``text`` by the model's own tokenizer, special tokens excluded."""
-        return len(self.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        tokenizer = self.model.tokenizer
+        with _MODEL_LOCK:
+            return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def split_by_tokens(self, text: str, max_tokens: int) -> list[str]:
         """Cut ``text`` into consecutive pieces of at most ``max_tokens`` word pieces each. Cuts fall
         between words; only a single word longer than ``max_tokens`` is cut inside (and its pieces may
         re-tokenise a little longer, which the chunker checks)."""
-        encoded = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        tokenizer = self.model.tokenizer
+        with _MODEL_LOCK:
+            encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         offsets, words = encoded["offset_mapping"], encoded.word_ids()
         cuts, start = [0], 0
         while len(offsets) - start > max_tokens:
@@ -109,7 +113,7 @@ class DenseEmbedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         model = self.model
-        with _ENCODE_LOCK:
+        with _MODEL_LOCK:
             vectors = model.encode(
                 texts,
                 batch_size=self.batch_size,
@@ -122,8 +126,9 @@ class DenseEmbedder:
 
 _MODELS: dict[tuple[str, str], object] = {}
 _MODELS_LOCK = threading.Lock()
-#: one forward pass at a time per process: concurrent passes only oversubscribe the cores
-_ENCODE_LOCK = threading.Lock()
+#: one user of a model at a time per process: a fast tokenizer is not thread-safe (a chunker counting
+#: tokens while encode pads a batch gets garbled input), and concurrent passes only oversubscribe the cores
+_MODEL_LOCK = threading.RLock()
 
 
 def _load_shared(model_name: str, device: str):
