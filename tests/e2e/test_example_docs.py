@@ -1,4 +1,4 @@
-"""The whole path on a real, messy corpus: ingest all of example-docs, re-run, serve, ask.
+"""The whole path on real, messy corpora: ingest all of example-docs and parser-extras, re-run, serve, ask.
 
 Ingesting example-docs embeds thousands of chunks (minutes on 2 cores), so it happens once per
 session in a fixture and every test here reads its result.
@@ -24,40 +24,44 @@ from e2e_server import enclave_server
 pytestmark = pytest.mark.e2e
 
 SOURCE = "example-docs"
+EXTRAS = "parser-extras"  # corrupt, encrypted and odd PDFs and DOCX from pdfminer.six, pypdf, python-docx
 
 
 @pytest.fixture(scope="session")
 def example_docs_setup(corpora, tmp_path_factory, embedder):
-    """Ingest example-docs twice into a fresh embedded index; returns (settings, config file, first, second)."""
+    """Ingest example-docs and parser-extras twice into a fresh embedded index; returns (settings, config
+    file, first and second example-docs reports, its ledger, its points, the parser-extras reports)."""
     root = tmp_path_factory.mktemp("example-docs")
     settings = Settings(
         data_dir=root / "data",
-        sources=[SourceSettings(name=SOURCE, path=corpora / "example-docs", groups=["everyone"])],
+        sources=[SourceSettings(name=SOURCE, path=corpora / "example-docs", groups=["everyone"]),
+                 SourceSettings(name=EXTRAS, path=corpora / "parser-extras", groups=["everyone"])],
     )
     config = root / "enclave.yaml"
     config.write_text(yaml.safe_dump(json.loads(settings.model_dump_json())), encoding="utf-8")
     index = EdgeIndex(index_path(settings), embedder.dimension)
     try:
-        [first] = ingest(settings=settings, resources=Resources(embedder=embedder, index=index))
-        [second] = ingest(settings=settings, resources=Resources(embedder=embedder, index=index))
+        first, extras_first = ingest(settings=settings, resources=Resources(embedder=embedder, index=index))
+        second, extras_second = ingest(settings=settings, resources=Resources(embedder=embedder, index=index))
         ledger = index.ledger(SOURCE)
         points = index.count(source=SOURCE)
+        extras = (extras_first, extras_second, index.ledger(EXTRAS), index.count(source=EXTRAS), index.runs(EXTRAS))
     finally:
         index.close()
-    return settings, config, first, second, ledger, points
+    return settings, config, first, second, ledger, points, extras
 
 
-def _files(corpora: Path) -> set[str]:
-    root = corpora / "example-docs"
+def _files(corpora: Path, source: str = SOURCE) -> set[str]:
+    root = corpora / source
     return {
-        f"{SOURCE}:{p.relative_to(root).as_posix()}"
+        f"{source}:{p.relative_to(root).as_posix()}"
         for p in root.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     }
 
 
 def test_every_file_is_indexed_or_has_a_reason(example_docs_setup, corpora):
-    _, _, first, _, ledger, points = example_docs_setup
+    _, _, first, _, ledger, points, _ = example_docs_setup
     first: IngestReport
     by_id = {o.source_id: o for o in first.outcomes}
     assert len(by_id) == len(first.outcomes), "a document was reported twice"
@@ -79,14 +83,36 @@ def test_every_file_is_indexed_or_has_a_reason(example_docs_setup, corpora):
     assert by_id[f"{SOURCE}:CantinaBand3.wav"].reason == "unsupported type"
 
 
+def test_parser_extras_every_file_is_accounted_for(example_docs_setup, corpora):
+    *_, (first, second, ledger, points, runs) = example_docs_setup
+    by_id = {o.source_id: o for o in first.outcomes}
+    assert set(by_id) == _files(corpora, EXTRAS) and len(by_id) == len(first.outcomes)
+    for outcome in first.outcomes:
+        assert outcome.status in {"indexed", "skipped", "failed"}, outcome
+        assert outcome.status == "indexed" or outcome.reason, f"{outcome.source_id} {outcome.status} without a reason"
+    assert set(ledger) == set(by_id) and sum(e.chunks for e in ledger.values()) == points == first.chunks_embedded
+    # a PDF that needs a user password fails as encrypted; one with an empty password is read
+    for name in ("pypdf-resources/encryption/r4-user-password.pdf", "pypdf-resources/libreoffice-writer-password.pdf",
+                 "pdfminer-samples/encryption/aes-256.pdf"):
+        assert (by_id[f"{EXTRAS}:{name}"].status, by_id[f"{EXTRAS}:{name}"].reason) == ("failed", "encrypted"), name
+    assert by_id[f"{EXTRAS}:pypdf-resources/encryption/r6-empty-password.pdf"].status == "indexed"
+    assert by_id[f"{EXTRAS}:pdfminer-samples/zen_of_python_corrupted.pdf"].status == "indexed"  # pdfminer repairs it
+    assert first.counts()["indexed"] >= 100, first.counts()
+    # each run leaves a record for `enclave status`, newest first
+    assert [r.counts for r in runs] == [second.counts(), first.counts()]
+
+
 def test_a_second_run_embeds_nothing(example_docs_setup):
-    _, _, first, second, _, _ = example_docs_setup
-    assert second.chunks_embedded == 0
-    assert second.counts() == {"unchanged": len(first.outcomes)}
+    _, _, first, second, _, _, (extras_first, extras_second, *_) = example_docs_setup
+    for before, after in ((first, second), (extras_first, extras_second)):
+        assert after.chunks_embedded == 0
+        # indexed documents are unchanged; known failures and skips are reported again, not retried
+        expected = {"unchanged" if s == "indexed" else s: n for s, n in before.counts().items()}
+        assert after.counts() == expected
 
 
 def test_served_answers_cite_the_right_documents(example_docs_setup, tmp_path):
-    _, config, _, _, _, _ = example_docs_setup
+    _, config, *_ = example_docs_setup
     with enclave_server(config, tmp_path / "serve.log") as url:
         client = OpenAI(base_url=f"{url}/v1", api_key="not-needed-yet")
         assert [m.id for m in client.models.list()] == ["enclave"]

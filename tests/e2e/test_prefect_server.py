@@ -11,10 +11,7 @@ state, its ``ingest-report`` artifact, the embedded index and its ledger.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,10 +20,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import httpx
 import pytest
 
-from e2e_server import free_port
+from prefect_server import prefect_command, running_prefect_server, server_environment, stop_process_group
 
 pytestmark = pytest.mark.e2e
 
@@ -53,24 +49,12 @@ def _tail(path: Path, chars: int = 6000) -> str:
     return path.read_text(encoding="utf-8", errors="replace")[-chars:] if path.exists() else "(no output)"
 
 
-def _prefect_command() -> list[str]:
-    script = Path(sys.executable).parent / "prefect"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "prefect"]
-
-
 def _environment(home: Path, api_url: str) -> dict[str, str]:
-    """The subprocesses' environment: this interpreter's bin first on PATH, a private Prefect home."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCLAVE_", "PREFECT_"))}
+    """The subprocesses' environment: the server's (private home, no scheduler service, so the
+    deployment's hourly cron adds no runs beside the one this test triggers), pointed at its API."""
+    env = {k: v for k, v in server_environment(home).items() if not k.startswith("ENCLAVE_")}
     env.update({
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-        "PREFECT_HOME": str(home),
         "PREFECT_API_URL": api_url,
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        # the deployment's hourly cron must not add runs of its own beside the one this test triggers
-        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "INFO",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
@@ -87,30 +71,12 @@ def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
         try:
             yield process
         finally:
-            _stop(process)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)  # the process and what it started (uvicorn, the flow run)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=wait)
-            if sig == signal.SIGTERM:  # its children may outlive it: kill what is left of the group
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            stop_process_group(process)
 
 
 def _cli(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
     done = subprocess.run(
-        _prefect_command() + args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        prefect_command() + args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
     output = done.stdout + done.stderr
     if done.returncode != 0:
@@ -125,21 +91,6 @@ def _versions() -> str:
     return ", ".join(f"{name} {version(name)}" for name in ("prefect", "fastapi", "pydantic"))
 
 
-def _wait_for_health(url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if server.poll() is not None:
-            raise AssertionError(f"prefect server exited with {server.returncode}:\n{_tail(log)}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"prefect server did not answer {url}/health within {timeout} s:\n{_tail(log)}")
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def scheduled_run(tmp_path_factory) -> ScheduledRun:
     from prefect.client.orchestration import get_client
@@ -151,20 +102,13 @@ def scheduled_run(tmp_path_factory) -> ScheduledRun:
     root = tmp_path_factory.mktemp("prefect-server")
     home, data_dir = root / "prefect-home", root / "data"
     home.mkdir()
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = _environment(home, api_url)
     prefect_yaml = REPO / "prefect.yaml"
     yaml_before = prefect_yaml.read_bytes()
     worker_log = root / "worker.log"
 
     with ExitStack() as stack:
-        server_log = root / "server.log"
-        server = stack.enter_context(_process(
-            _prefect_command() + ["server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
-            env, server_log,
-        ))
-        _wait_for_health(api_url, server, server_log)
+        api_url = stack.enter_context(running_prefect_server(home))
+        env = _environment(home, api_url)
 
         _cli(["work-pool", "create", WORK_POOL, "--type", "process"], env)
         _cli(["--no-prompt", "deploy", "--name", DEPLOYMENT], env, timeout=180)
@@ -176,7 +120,7 @@ def scheduled_run(tmp_path_factory) -> ScheduledRun:
 
             worker_env = {**env, "ENCLAVE_DATA_DIR": str(data_dir)}
             worker = stack.enter_context(_process(
-                _prefect_command() + ["worker", "start", "--pool", WORK_POOL, "--run-once", "--limit", "1"],
+                prefect_command() + ["worker", "start", "--pool", WORK_POOL, "--run-once", "--limit", "1"],
                 worker_env, worker_log,
             ))
             flow_run = _wait_for_final_state(client, triggered.id, worker, worker_log)
