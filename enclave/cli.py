@@ -55,7 +55,8 @@ def _quiet_libraries() -> None:
 
 
 class _ProgressReporter:
-    """Progress bars on a terminal; otherwise a log line every 10 % of documents or 30 s."""
+    """A progress bar on a terminal (documents done of total, chunks embedded, chunks/s, elapsed, ETA);
+    otherwise a log line every 10 % of documents or 30 s."""
 
     def __init__(self) -> None:
         self.interactive = console.is_terminal
@@ -63,12 +64,13 @@ class _ProgressReporter:
         self.done = 0
         self.chunks = 0
         self._last_logged = -1
-        self._logged_at = time.monotonic()
+        self._logged_at = self._started = time.monotonic()
         self.bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[chunks]} chunks"),
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.1f}/s"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not self.interactive,
         )
-        self.task = self.bar.add_task("documents", total=None, chunks=0)
+        self.task = self.bar.add_task("documents", total=None, chunks=0, rate=0.0)
 
     def __call__(self, event: str, amount: int) -> None:
         if event == "documents":
@@ -77,12 +79,13 @@ class _ProgressReporter:
             self.done += amount
         elif event == "chunks":
             self.chunks += amount
-        self.bar.update(self.task, total=self.total or None, completed=self.done, chunks=self.chunks)
+        rate = self.chunks / max(time.monotonic() - self._started, 1e-9)
+        self.bar.update(self.task, total=self.total or None, completed=self.done, chunks=self.chunks, rate=rate)
         if not self.interactive and self.total:
             decile = self.done * 10 // self.total
             if decile != self._last_logged or time.monotonic() - self._logged_at >= 30:
                 self._last_logged, self._logged_at = decile, time.monotonic()
-                print(f"ingest: {self.done}/{self.total} documents, {self.chunks} chunks embedded", flush=True)
+                print(f"ingest: {self.done}/{self.total} documents, {self.chunks} chunks embedded ({rate:.1f}/s)", flush=True)
 
 
 @app.command()

@@ -36,6 +36,16 @@ def corpora() -> Path:
 
 
 @pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory) -> str:
+    """A real ``prefect server start`` on 127.0.0.1 for the session (tests/prefect_server.py); its API URL.
+    Tests that run the CLI or a worker in subprocesses point them at it."""
+    from prefect_server import running_prefect_server
+
+    with running_prefect_server(tmp_path_factory.mktemp("prefect-server")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def examples() -> Path:
     return EXAMPLES
 

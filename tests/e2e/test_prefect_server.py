@@ -1,7 +1,8 @@
 """Scheduled ingestion for real: a Prefect server, the repository's prefect.yaml deployed, a process worker.
 
-The module fixture starts ``prefect server start`` (its own PREFECT_HOME and SQLite database in a
-temporary folder, the UI and the scheduler service off so no cron run joins in), creates the work pool
+The module fixture uses the session's ``prefect server start`` (tests/conftest.py: its own PREFECT_HOME
+and SQLite database in a temporary folder, the UI and the scheduler service off so no cron run joins
+in), creates the work pool
 ``enclave-process``, runs ``prefect --no-prompt deploy --name ingest-halvard`` from the repository
 root, triggers a run through the Prefect API and lets ``prefect worker start --run-once`` execute it
 with ``ENCLAVE_DATA_DIR`` pointing at a temporary folder. The tests read what the run left: its
@@ -22,7 +23,7 @@ from uuid import UUID
 
 import pytest
 
-from prefect_server import prefect_command, running_prefect_server, server_environment, stop_process_group
+from prefect_server import prefect_command, server_environment, stop_process_group
 
 pytestmark = pytest.mark.e2e
 
@@ -92,7 +93,7 @@ def _versions() -> str:
 
 
 @pytest.fixture(scope="module")
-def scheduled_run(tmp_path_factory) -> ScheduledRun:
+def scheduled_run(tmp_path_factory, prefect_api) -> ScheduledRun:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -106,9 +107,9 @@ def scheduled_run(tmp_path_factory) -> ScheduledRun:
     yaml_before = prefect_yaml.read_bytes()
     worker_log = root / "worker.log"
 
+    api_url = prefect_api  # the session's real `prefect server start` (tests/conftest.py), scheduler off
+    env = _environment(home, api_url)
     with ExitStack() as stack:
-        api_url = stack.enter_context(running_prefect_server(home))
-        env = _environment(home, api_url)
 
         _cli(["work-pool", "create", WORK_POOL, "--type", "process"], env)
         _cli(["--no-prompt", "deploy", "--name", DEPLOYMENT], env, timeout=180)

@@ -34,8 +34,26 @@ def test_ingest_reports_counts_and_reasons_then_nothing_on_rerun(workdir):
     assert "14 indexed" in first.stdout and "1 failed" in first.stdout
     assert "broken.docx" in first.stdout and "corrupt" in first.stdout
 
+    # nothing changed: nothing embedded, and the known failure still sets the exit code
     second = _enclave("ingest", "--source", "halvard", cwd=workdir)
-    assert "15 unchanged" in second.stdout and "0 chunks embedded" in second.stdout, second.stdout
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "14 unchanged" in second.stdout and "1 failed" in second.stdout and "0 chunks embedded" in second.stdout
+    assert "broken.docx" in second.stdout and "not retried" in second.stdout
+
+    # status: per source documents by status, chunks, the last run, failures by reason; no model needed
+    status = _enclave("status", cwd=workdir)
+    assert status.returncode == 0, status.stderr
+    assert "halvard: 15 documents (14 indexed, 0 skipped, 1 failed, 0 pending)" in status.stdout
+    assert "last run: " in status.stdout and "(14 unchanged, 1 failed)" not in status.stdout  # counts are sorted
+    assert "1 failed, 14 unchanged" in status.stdout and "failures by reason: 1 corrupt or unreadable" in status.stdout
+    failures = _enclave("status", "--failures", cwd=workdir)
+    assert "failed: halvard: broken.docx: corrupt or unreadable" in failures.stdout, failures.stdout
+
+
+def test_status_without_an_index_says_so(tmp_path):
+    (tmp_path / "enclave.yaml").write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data")}), encoding="utf-8")
+    result = _enclave("status", cwd=tmp_path)
+    assert result.returncode == 2 and "run `enclave ingest` first" in result.stderr, result.stdout + result.stderr
 
 
 def test_ask_prints_a_cited_answer(workdir):

@@ -11,19 +11,28 @@ from flows.ingest import ingest
 from flows.components import Resources, index_path
 from indexes.chunker import point_id
 from indexes.edge_index import EdgeIndex
+from indexes.server_index import ServerIndex
+from qdrant_client import QdrantClient
+
+# qdrant-client's local mode warns that payload indexes are no-ops there; the server honours them
+pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
 
 LONG = "\n\n".join(f"Paragraph {i}: " + " ".join(f"word{i}x{j}" for j in range(120)) for i in range(12))
 
 
-@pytest.fixture()
-def folder_and_index(tmp_path, embedder):
+@pytest.fixture(params=["edge", "server"])
+def folder_and_index(request, tmp_path, embedder):
+    """A small folder and an index on each backend (qdrant-client's in-memory mode stands in for a server)."""
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Alpha\n\nThe alpha team ships sensors on Tuesdays.\n", encoding="utf-8")
     (docs / "long.md").write_text("# Long\n\n" + LONG, encoding="utf-8")
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     settings = Settings(data_dir=tmp_path / "data", sources=[SourceSettings(name="docs", path=docs, groups=["g"])])
-    index = EdgeIndex(index_path(settings), embedder.dimension)
+    if request.param == "server":
+        index = ServerIndex(QdrantClient(":memory:"), "enclave", embedder.dimension)
+    else:
+        index = EdgeIndex(index_path(settings), embedder.dimension)
     yield docs, settings, index
     index.close()
 
