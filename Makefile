@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_QUESTION ?= How many days of paid leave do employees earn each month?
 
-.PHONY: install demo test serve clean-demo
+.PHONY: install demo test serve clean-demo bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# the ingest benchmark (ratios, not assertions): BENCH_ARGS="--docs 100", "--breakdown", "--corpora"...
+bench: install
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
 
 serve: install
 	$(BIN)/enclave serve --config examples/enclave.yaml
