@@ -26,7 +26,7 @@ demo: install
 	$(BIN)/enclave ask --config examples/enclave.yaml "$(DEMO_QUESTION)"
 
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 # the ingest benchmark (ratios, not assertions): BENCH_ARGS="--docs 100", "--breakdown", "--corpora"...
 bench: install
