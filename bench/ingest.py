@@ -288,6 +288,7 @@ class _EncodeClock:
     def __init__(self, model, carry: _EncodeClock | None = None) -> None:
         self.model = model
         self.seconds, self.calls = (carry.seconds, carry.calls) if carry else (0.0, 0)
+        self.spans: list[tuple[float, float]] = carry.spans if carry else []  # (start, end) of each call
         original = model.encode
 
         def timed(*args, **kwargs):
@@ -295,13 +296,26 @@ class _EncodeClock:
             try:
                 return original(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - started
+                ended = time.perf_counter()
+                self.seconds += ended - started
                 self.calls += 1
+                self.spans.append((started, ended))
 
         model.encode = timed
 
     def stop(self) -> None:
         self.model.__dict__.pop("encode", None)  # the class's method again
+
+    def outside(self, start: float, end: float) -> str:
+        """Where the time from ``start`` to ``end`` (a flow run) went outside encode calls: before the first,
+        between calls, after the last."""
+        spans = sorted((a, b) for a, b in self.spans if a >= start and b <= end)
+        if not spans:
+            return f"{end - start:.1f} s, no encode call"
+        gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:])]
+        big = sorted(gaps, reverse=True)[:3]
+        return (f"{spans[0][0] - start:.1f} s before the first encode call, {sum(gaps):.1f} s in {len(gaps)} gaps between "
+                f"calls (largest {', '.join(f'{g:.2f}' for g in big)} s), {end - spans[-1][1]:.1f} s after the last")
 
 
 def _tree_cpu() -> float:
@@ -495,8 +509,9 @@ def run_default(options: argparse.Namespace, work: Path, results: Results) -> No
                 (staging / rel).rename(corpus / rel)
             label = f"round {number + 1}/{rounds}: {len(part)} new documents" if rounds > 1 else "first run"
             _say(f"\n[1] Enclave ingest flow, {label} ...")
-            busy_before = encode_clock.seconds
+            busy_before, flow_started = encode_clock.seconds, time.perf_counter()
             [report], seconds, cpu_seconds = _timed_flow(settings, embedder)
+            flow_ended = time.perf_counter()
             for kind, value in cpu_seconds.items():
                 flow_cpu[kind] = flow_cpu.get(kind, 0.0) + value
             first_seconds, first_inside = first_seconds + seconds, first_inside + report.seconds
@@ -504,6 +519,7 @@ def run_default(options: argparse.Namespace, work: Path, results: Results) -> No
             _say(f"  {report.counts()}, {report.chunks_embedded} chunks embedded; flow call {seconds:.1f} s "
                  f"(report.seconds {report.seconds:.1f} s): {report.chunks_embedded / seconds:.1f} chunks/s; "
                  f"{_cpu_text(cpu_seconds)}; {encode_clock.seconds - busy_before:.1f} s inside encode")
+            _say(f"  outside encode: {encode_clock.outside(flow_started, flow_ended)}")
             rows = _read_back(settings, embedder.dimension)
             new = [text for doc_id, chunk, text in rows if (doc_id, chunk) not in seen]
             seen.update((doc_id, chunk) for doc_id, chunk, _ in rows)
