@@ -9,6 +9,7 @@ stdin/stdout are 8-byte big-endian lengths followed by a pickle.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import pickle
@@ -78,14 +79,23 @@ def email_to_markdown(data: bytes) -> tuple[str, str]:
         except (LookupError, UnicodeError, AssertionError):  # unknown or lying charset
             text = (body.get_payload(decode=True) or b"").decode("utf-8", errors="replace")
         if body.get_content_type() == "text/html":
-            from markitdown import MarkItDown, StreamInfo
+            from markitdown import StreamInfo
 
             html = io.BytesIO(text.encode("utf-8"))
-            text = MarkItDown(enable_plugins=False).convert_stream(html, stream_info=StreamInfo(extension=".html")).markdown
+            text = _markitdown().convert_stream(html, stream_info=StreamInfo(extension=".html")).markdown
     attachments = [part.get_filename() for part in message.iter_attachments() if part.get_filename()]
     if attachments:
         lines.append(f"**Attachments:** {', '.join(attachments)}  ")
     return "\n".join(lines) + "\n\n" + (text or "").strip(), subject
+
+
+@functools.cache
+def _markitdown():
+    """The process's one MarkItDown: building one starts a magika ONNX session (~45 ms), which per
+    file was most of the time a small file took to parse."""
+    from markitdown import MarkItDown
+
+    return MarkItDown(enable_plugins=False)
 
 
 def convert_to_markdown(data: bytes, extension: str, filename: str) -> tuple[str, str]:
@@ -93,11 +103,11 @@ def convert_to_markdown(data: bytes, extension: str, filename: str) -> tuple[str
     (markdown, title or ""). Raises the converters' errors."""
     if extension == ".eml":
         return email_to_markdown(data)
-    from markitdown import MarkItDown, StreamInfo
+    from markitdown import StreamInfo
 
     charset = detect_charset(data) if extension in TEXT_EXTENSIONS else None
     info = StreamInfo(extension=extension or None, filename=filename, charset=charset)
-    result = MarkItDown(enable_plugins=False).convert_stream(io.BytesIO(data), stream_info=info)
+    result = _markitdown().convert_stream(io.BytesIO(data), stream_info=info)
     markdown = str(result.markdown or "")
     if extension in BINARY_EXTENSIONS and markdown.strip() == data.decode("utf-8", errors="replace").strip():
         # markitdown falls back to reading a broken file as plain text when its content sniffing says text
