@@ -20,7 +20,9 @@ class SourceDocument:
 
     ``source_id`` is stable across runs (it names the item, not its content); ``version`` changes when
     the item may have changed (mtime+size, etag), so an unchanged version means no fetch is needed.
-    ``size`` is in bytes. ``fetch`` returns the raw bytes; it may raise OSError.
+    ``size`` is in bytes. ``fetch`` returns the raw bytes; it may raise OSError. ``extension`` is the
+    file type with its dot (``.pdf``); ``modified`` the item's last modification, ISO 8601 UTC, or ""
+    where the source does not know it.
     """
 
     source: str
@@ -33,6 +35,7 @@ class SourceDocument:
     classification: str
     fetch: Callable[[], bytes] = field(repr=False, compare=False)
     extension: str = ""
+    modified: str = ""
 
     @staticmethod
     def content_hash(data: bytes) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from connectors.document import SourceDocument
@@ -67,6 +68,7 @@ class FilesystemConnector:
                 classification=self.classification,
                 fetch=path.read_bytes,
                 extension=path.suffix.lower(),
+                modified=datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="seconds"),
             )
 
 

@@ -20,7 +20,14 @@ import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,11 +47,12 @@ class SettingsError(ValueError):
 
 
 class SourceSettings(BaseModel):
-    """One document source. ``kind: filesystem`` reads a folder recursively."""
+    """One document source. ``kind: filesystem`` reads a folder recursively; ``kind: beir`` reads the
+    ``corpus.jsonl`` of a BEIR-format dataset folder (one document per record)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Unique source name.")
-    kind: Literal["filesystem"] = "filesystem"
-    path: Path = Field(description="Root folder of a filesystem source.")
+    kind: Literal["filesystem", "beir"] = "filesystem"
+    path: Path = Field(description="Root folder of a filesystem source; the dataset folder of a beir one.")
     include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns, relative to path.")
     exclude: list[str] = Field(default_factory=list, description="Glob patterns, relative to path.")
     groups: list[str] = Field(
@@ -64,7 +72,9 @@ class SourceSettings(BaseModel):
     def _valid_cron(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from prefect.client.schemas.schedules import CronSchedule  # only when a schedule is set: prefect is slow to import
+        from prefect.client.schemas.schedules import (
+            CronSchedule,  # only when a schedule is set: prefect is slow to import
+        )
 
         try:
             CronSchedule(cron=value)
@@ -92,6 +102,27 @@ class EmbedderSettings(BaseModel):
     )
     device: str = "cpu"
     batch_size: int = Field(default=8, ge=1, le=1024, description="Texts per forward pass; 8 pads least on CPU.")
+
+
+class Bm25Settings(BaseModel):
+    """Sparse BM25 vectors (Qdrant's tokenizer; IDF from the collection at query time). These shape the
+    stored vectors: changing one needs a re-index into a new collection."""
+
+    language: str = Field(default="english", description="Stopwords and Snowball stemmer, e.g. english, norwegian.")
+    k: float = Field(default=1.2, ge=0, description="Term-frequency saturation (BM25's k1).")
+    b: float = Field(default=0.75, ge=0, le=1, description="Length normalisation, 0 none to 1 full.")
+    avg_len: float = Field(default=256.0, gt=0, description="Expected chunk length in BM25 tokens.")
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        import qdrant_edge
+
+        try:
+            qdrant_edge.Bm25(qdrant_edge.Bm25Config(language=value))
+        except ValueError as exc:
+            raise ValueError(f"bm25.language {value!r}: {exc} (Qdrant's names: english, german, norwegian, ...)") from None
+        return value
 
 
 class ChunkerSettings(BaseModel):
@@ -140,7 +171,15 @@ class IngestSettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
+    """How questions find chunks. ``hybrid`` runs dense and BM25 prefetches in one Qdrant query and
+    fuses them with weighted RRF; ``dense`` and ``sparse`` run one side alone (for comparison)."""
+
     top_k: int = Field(default=5, ge=1, le=100)
+    mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    rrf_k: int = Field(default=60, ge=1, description="RRF's k: higher flattens the rank contributions.")
+    dense_weight: float = Field(default=1.0, gt=0, description="Weight of the dense prefetch in RRF.")
+    sparse_weight: float = Field(default=1.0, gt=0, description="Weight of the BM25 prefetch in RRF.")
+    prefetch: int = Field(default=100, ge=1, le=10_000, description="Candidates each side contributes to fusion.")
 
 
 class GeneratorSettings(BaseModel):
@@ -189,6 +228,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".enclave"), description="Where the embedded index and state live.")
     sources: list[SourceSettings] = Field(default_factory=list)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    bm25: Bm25Settings = Field(default_factory=Bm25Settings)
     chunker: ChunkerSettings = Field(default_factory=ChunkerSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)

@@ -15,10 +15,16 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from enclave.settings import Settings, load_settings
-from flows.components import Resources, build_chain, build_embedder, build_index
+from flows.components import (
+    Resources,
+    build_chain,
+    build_embedder,
+    build_index,
+    build_retriever,
+)
 from indexes.embedder import DenseEmbedder
 from indexes.retriever import Retriever
-from indexes.vector_index import ScoredChunk, VectorIndex
+from indexes.vector_index import ScoredChunk, SearchFilter, VectorIndex
 from llms.generator import Attempt, GenerationRequest
 from llms.generator_chain import GeneratorChain
 from prompts.answer_prompt import answer_messages
@@ -88,16 +94,18 @@ class AnswerPipeline:
         embedder = embedder or build_embedder(settings)
         owns = index is None
         index = index or build_index(settings, embedder.dimension)
-        retriever = Retriever(embedder, index, top_k=settings.retrieval.top_k)
+        retriever = build_retriever(settings, embedder, index)
         return cls(retriever, build_chain(settings, embedder), owns_index=owns)
 
     @property
     def index(self) -> VectorIndex:
         return self.retriever.index
 
-    def ask(self, question: str, groups: Sequence[str], top_k: int | None = None) -> Answer:
+    def ask(self, question: str, groups: Sequence[str], top_k: int | None = None, where: SearchFilter | None = None) -> Answer:
+        """Answer ``question`` from the chunks ``groups`` may see, narrowed by ``where`` (sources,
+        document types, modification dates)."""
         started = time.perf_counter()
-        passages = self.retriever.run(question, groups, top_k=top_k)
+        passages = self.retriever.run(question, groups, top_k=top_k, where=where)
         request = GenerationRequest(question, passages, answer_messages(question, passages))
         generation = self.chain.run(request)
         numbers = cited_numbers(generation.text, len(passages))

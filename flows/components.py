@@ -5,22 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from connectors.beir import BeirCorpusConnector
 from connectors.filesystem import FilesystemConnector
 from enclave.settings import GeneratorSettings, Settings, SourceSettings
 from indexes.chunker import MarkdownChunker
 from indexes.edge_index import EdgeIndex
 from indexes.embedder import DenseEmbedder
 from indexes.parser import DocumentParser
-from indexes.server_index import ServerIndex
 from indexes.remote_index import IndexOwner, RemoteIndex
-from indexes.vector_index import VectorIndex, VectorIndexError
+from indexes.retriever import Retriever
+from indexes.server_index import ServerIndex
+from indexes.sparse_embedder import Bm25Embedder
+from indexes.vector_index import Fusion, VectorIndex, VectorIndexError
 from llms.extractive_generator import ExtractiveGenerator
 from llms.generator import Generator
 from llms.generator_chain import GeneratorChain
 from llms.ollama_generator import OllamaGenerator
 
 
-def build_connector(source: SourceSettings) -> FilesystemConnector:
+def build_connector(source: SourceSettings) -> FilesystemConnector | BeirCorpusConnector:
+    if source.kind == "beir":
+        return BeirCorpusConnector(source.name, source.path, groups=tuple(source.groups),
+                                   classification=source.classification)
     return FilesystemConnector(
         source.name, source.path, include=source.include, exclude=source.exclude,
         groups=source.groups, classification=source.classification,
@@ -30,6 +36,19 @@ def build_connector(source: SourceSettings) -> FilesystemConnector:
 def build_embedder(settings: Settings) -> DenseEmbedder:
     e = settings.embedder
     return DenseEmbedder(e.model, device=e.device, batch_size=e.batch_size)
+
+
+def build_sparse_embedder(settings: Settings) -> Bm25Embedder:
+    b = settings.bm25
+    return Bm25Embedder(language=b.language, k=b.k, b=b.b, avg_len=b.avg_len)
+
+
+def build_retriever(settings: Settings, embedder: DenseEmbedder, index: VectorIndex) -> Retriever:
+    """The configured retriever: mode, RRF fusion and top_k from ``settings.retrieval``."""
+    r = settings.retrieval
+    fusion = Fusion(k=r.rrf_k, weights=(r.dense_weight, r.sparse_weight), prefetch=r.prefetch)
+    return Retriever(embedder, index, top_k=r.top_k, sparse_embedder=build_sparse_embedder(settings), mode=r.mode,
+                     fusion=fusion)
 
 
 def build_parser(settings: Settings) -> DocumentParser:

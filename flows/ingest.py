@@ -26,17 +26,32 @@ from llama_index.core import Document
 from llama_index.core.schema import TextNode
 from prefect import Flow, flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.cache_policies import NO_CACHE
 
 from connectors.document import SourceDocument
 from enclave.settings import Settings, SourceSettings, load_settings
-from flows.components import Resources, build_chunker, build_connector, build_embedder, build_index, build_parser
+from flows.components import (
+    Resources,
+    build_chunker,
+    build_connector,
+    build_embedder,
+    build_index,
+    build_parser,
+    build_sparse_embedder,
+)
 from indexes.chunker import MarkdownChunker
 from indexes.embedder import DenseEmbedder
 from indexes.parser import DocumentParser, ParseError
-from indexes.vector_index import LedgerEntry, RunRecord, VectorIndex, now_iso
+from indexes.sparse_embedder import Bm25Embedder
+from indexes.vector_index import (
+    LedgerEntry,
+    RunRecord,
+    SparseVector,
+    VectorIndex,
+    now_iso,
+)
 
 #: progress(event, amount): "documents" (total to look at, once), "document" (one done), "chunks" (embedded).
 Progress = Callable[[str, int], None]
@@ -145,13 +160,16 @@ class _Embedded:
     parsed: list[_Parsed]
     nodes: list[list[TextNode]]  # per parsed document; empty for those with nothing to index
     vectors: np.ndarray  # (total nodes, dim) float32, in node order
+    sparse: list[SparseVector]  # BM25 term weights, in node order
 
 
 @task(name="embed-documents", cache_policy=NO_CACHE)
 def embed_documents(
-    parsed: list[_Parsed], chunker: MarkdownChunker, embedder: DenseEmbedder, progress: Progress | None
+    parsed: list[_Parsed], chunker: MarkdownChunker, embedder: DenseEmbedder, sparse_embedder: Bm25Embedder,
+    progress: Progress | None,
 ) -> _Embedded:
-    """Chunk the parsed documents and embed the chunks, in slices so progress can be reported."""
+    """Chunk the parsed documents and embed the chunks, dense in slices so progress can be reported,
+    and sparse (BM25 term weights)."""
     nodes = []
     for item in parsed:
         nodes.append(chunker.run(item.document) if item.document is not None else [])
@@ -165,7 +183,7 @@ def embed_documents(
         if progress:
             progress("chunks", len(vectors[-1]))
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, embedder.dimension), dtype=np.float32)
-    return _Embedded(parsed, nodes, matrix)
+    return _Embedded(parsed, nodes, matrix, sparse_embedder.embed(texts))
 
 
 @task(name="upsert-chunks", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
@@ -184,7 +202,7 @@ def upsert_chunks(index: VectorIndex, batch: _Embedded) -> None:
                     status="pending", uri=i.doc.uri)
         for i in new
     ])
-    index.upsert([node for _, doc_nodes in items for node in doc_nodes], batch.vectors)
+    index.upsert([node for _, doc_nodes in items for node in doc_nodes], batch.vectors, batch.sparse)
     entries = []
     for item, doc_nodes in items:
         outcome = item.outcome
@@ -243,6 +261,7 @@ def ingest_source(
     started_at, started = now_iso(), time.perf_counter()
     report = IngestReport(source=source.name)
     chunker = build_chunker(settings, embedder)
+    sparse_embedder = build_sparse_embedder(settings)
 
     docs = list_documents(source)
     ledger = index.ledger(source.name)
@@ -268,7 +287,7 @@ def ingest_source(
     def submit(batch: Sequence[SourceDocument]) -> None:
         fetched = fetch_documents.submit(batch)
         parsed = parse_documents.submit(batch, fetched, {d.source_id: ledger[d.source_id] for d in batch if d.source_id in ledger}, parser)
-        pending.append((batch, embed_documents.submit(parsed, chunker, embedder, progress if local else None)))
+        pending.append((batch, embed_documents.submit(parsed, chunker, embedder, sparse_embedder, progress if local else None)))
 
     batches = _batches(todo, settings.ingest.batch_documents)
     for batch in itertools.islice(batches, settings.ingest.batches_in_flight):

@@ -10,7 +10,15 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from indexes.vector_index import DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, VectorIndex, VectorIndexError
+from indexes.vector_index import (
+    DATETIME_FIELDS,
+    DENSE,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    SPARSE,
+    VectorIndex,
+    VectorIndexError,
+)
 
 _SCROLL_PAGE = 1000
 
@@ -25,10 +33,12 @@ class EdgeIndex(VectorIndex):
         hits = index.search(query_vector, groups=["everyone"], limit=5)
         index.close()
 
+    The chunks shard has a ``dense`` vector (cosine) and a ``sparse`` one with Qdrant's IDF modifier.
     A shard belongs to one process: opening one that another process holds raises
     VectorIndexError (``flows.components.build_index`` then writes through the owner, see
     indexes/remote_index.py). Within the process, threads share it: each shard call holds a lock. Opening an existing shard with another ``dimension`` raises VectorIndexError
-    (a different embedding model needs a new collection).
+    (a different embedding model needs a new collection); so does one built before sparse vectors
+    (it needs a re-index).
     """
 
     def __init__(self, path: str | Path, dimension: int | None = None) -> None:
@@ -56,10 +66,20 @@ class EdgeIndex(VectorIndex):
 
     @staticmethod
     def _chunks_config(dimension: int) -> qe.EdgeConfig:
-        return qe.EdgeConfig(vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)})
+        return qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        )
 
     def _open(self, path: Path, config: qe.EdgeConfig, indexed: bool) -> qe.EdgeShard:
         exists = (path / "edge_config.json").exists()
+        if exists and indexed:
+            stored = json.loads((path / "edge_config.json").read_text(encoding="utf-8"))
+            if SPARSE not in (stored.get("sparse_vectors") or {}):
+                raise VectorIndexError(
+                    f"the index at {path} was built without sparse (BM25) vectors by an older Enclave: "
+                    "delete the folder, or choose another index.collection, and ingest again"
+                )
         try:
             if exists:
                 return qe.EdgeShard.load(str(path), config)  # checks that config matches the segments
@@ -80,6 +100,7 @@ class EdgeIndex(VectorIndex):
             raise VectorIndexError(f"could not open the index at {path}: {message}") from exc
         fields = [(name, qe.PayloadSchemaType.Keyword) for name in KEYWORD_FIELDS]
         fields += [(name, qe.PayloadSchemaType.Integer) for name in INTEGER_FIELDS]
+        fields += [(name, qe.PayloadSchemaType.Datetime) for name in DATETIME_FIELDS]
         for name, schema in fields if indexed else [("source", qe.PayloadSchemaType.Keyword)]:
             shard.update(qe.UpdateOperation.create_field_index(name, schema))
         return shard
@@ -89,6 +110,8 @@ class EdgeIndex(VectorIndex):
         return self._shards[store]
 
     def _upsert(self, store: str, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None:
+        vectors = [{name: qe.SparseVector(v["indices"], v["values"]) if name == SPARSE else v for name, v in named.items()}
+                   for named in vectors]
         points = [qe.Point(id=i, vector=v, payload=p) for i, v, p in zip(ids, vectors, payloads)]
         with self._lock:
             self._shard(store).update(qe.UpdateOperation.upsert_points(points))
@@ -117,11 +140,26 @@ class EdgeIndex(VectorIndex):
         with self._lock:
             return self._chunks.count(qe.CountRequest(exact=True, filter=filter_))
 
-    def _nearest(self, vector: list[float], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]:
-        with self._lock:
-            points = self._chunks.query(
-                qe.QueryRequest(limit=limit, query=qe.Query.Nearest(vector, using=DENSE), filter=filter_, with_payload=True)
+    def _query(self, query: dict[str, Any], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]:
+        dense = qe.Query.Nearest(query["dense"], using=DENSE) if query.get("dense") is not None else None
+        sparse = None
+        if query.get("sparse") is not None:
+            sparse = qe.Query.Nearest(qe.SparseVector(query["sparse"]["indices"], query["sparse"]["values"]), using=SPARSE)
+        fusion = query.get("fusion")
+        if dense is not None and sparse is not None:
+            depth = int(fusion["prefetch"])
+            request = qe.QueryRequest(
+                limit=limit,
+                prefetches=[qe.Prefetch(limit=depth, query=dense, filter=filter_),
+                            qe.Prefetch(limit=depth, query=sparse, filter=filter_)],
+                query=qe.Fusion.Rrf(k=int(fusion["k"]), weights=[float(w) for w in fusion["weights"]]),
+                filter=filter_,
+                with_payload=True,
             )
+        else:
+            request = qe.QueryRequest(limit=limit, query=dense or sparse, filter=filter_, with_payload=True)
+        with self._lock:
+            points = self._chunks.query(request)
         return [(p.id, p.score, p.payload or {}) for p in points]
 
     def _match(self, key: str, value: str | int) -> Any:
@@ -132,6 +170,9 @@ class EdgeIndex(VectorIndex):
 
     def _at_least(self, key: str, value: int) -> Any:
         return qe.FieldCondition(key=key, range=qe.RangeFloat(gte=float(value)))
+
+    def _between(self, key: str, start: str | None, end: str | None) -> Any:
+        return qe.FieldCondition(key=key, range=qe.RangeDateTime(gte=start, lte=end))
 
     def _filter(self, must: list[Any]) -> Any:
         return qe.Filter(must=must)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from connectors.document import SourceDocument
 from llama_index.core import Document
 
+from connectors.document import SourceDocument
 from indexes.parse_worker import ParseWorker
 
 #: Extensions markitdown has no text converter for: skipped with reason "unsupported type", no parse tried.
@@ -75,7 +75,8 @@ class DocumentParser:
     Conversion runs in a worker process with a time limit (``timeout``, seconds) and a memory limit
     (``memory_bytes``), so one pathological file cannot hang or exhaust the run; ``close()`` stops it.
     Formats are markitdown's (PDF, DOCX, PPTX, XLSX/XLS, HTML, EML/MSG, CSV, EPUB, JSON, XML, text...).
-    The returned Document's ``id_`` is the source id; its metadata carries source, title, uri, groups,
+    The returned Document's ``id_`` is the source id; its metadata carries source, title, uri, doc_type
+    (extension without the dot), modified_at, groups,
     classification, version and content_hash. Raises :class:`ParseError` for unsupported, empty, too
     large, encrypted or corrupt input.
     """
@@ -115,6 +116,8 @@ class DocumentParser:
                 "source": doc.source,
                 "title": title.strip() or doc.title,
                 "uri": doc.uri,
+                "doc_type": doc.extension.lower().lstrip("."),
+                "modified_at": doc.modified,
                 "groups": list(doc.groups),
                 "classification": doc.classification,
                 "version": doc.version,

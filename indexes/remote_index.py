@@ -125,8 +125,8 @@ class RemoteIndex(VectorIndex):
     def _count(self, filter_: Any) -> int:
         return int(self._call("count", {"filter": filter_}))
 
-    def _nearest(self, vector: list[float], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]:
-        return [tuple(hit) for hit in self._call("nearest", {"vector": vector, "filter": filter_, "limit": limit})]
+    def _query(self, query: dict[str, Any], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]:
+        return [tuple(hit) for hit in self._call("query", {"query": query, "filter": filter_, "limit": limit})]
 
     def _match(self, key: str, value: str | int) -> Any:
         return {"match": [key, value]}
@@ -136,6 +136,9 @@ class RemoteIndex(VectorIndex):
 
     def _at_least(self, key: str, value: int) -> Any:
         return {"gte": [key, value]}
+
+    def _between(self, key: str, start: str | None, end: str | None) -> Any:
+        return {"between": [key, [start, end]]}
 
     def _filter(self, must: list[Any]) -> Any:
         return {"must": must}

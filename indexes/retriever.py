@@ -1,49 +1,91 @@
-"""Top-k retrieval filtered by the caller's groups; also a LlamaIndex ``BaseRetriever``."""
+"""Top-k retrieval filtered by the caller's groups: hybrid (dense + BM25, RRF), dense or sparse;
+also a LlamaIndex ``BaseRetriever``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from llama_index.core.base.base_retriever import BaseRetriever
-from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle, RelatedNodeInfo, TextNode
+from llama_index.core.schema import (
+    NodeRelationship,
+    NodeWithScore,
+    QueryBundle,
+    RelatedNodeInfo,
+    TextNode,
+)
 
 from indexes.embedder import DenseEmbedder
-from indexes.vector_index import ScoredChunk, VectorIndex
+from indexes.sparse_embedder import Bm25Embedder
+from indexes.vector_index import MODES, Fusion, ScoredChunk, SearchFilter, VectorIndex
 
 
 class Retriever(BaseRetriever):
-    """Embeds a question and returns the nearest chunks the caller may see.
+    """Embeds a question and returns the best chunks the caller may see.
 
     Usage::
 
-        retriever = Retriever(embedder, index, top_k=5)
+        retriever = Retriever(embedder, index, sparse_embedder=Bm25Embedder(), top_k=5)   # hybrid
         chunks = retriever.run("How many leave days?", groups=["staff"])   # list[ScoredChunk], best first
+        chunks = retriever.run("leave days", groups=["staff"], mode="sparse",
+                               where=SearchFilter(doc_types=("pdf",), modified_from="2026-01-01T00:00:00Z"))
 
         # in LlamaIndex query engines and agents, bound to a caller's groups:
         nodes = retriever.for_groups(["staff"]).retrieve("How many leave days?")  # list[NodeWithScore]
 
-    Every search is filtered by ``groups`` inside the Qdrant query; no groups, no results.
+    ``mode`` is ``hybrid`` (dense and BM25 prefetches fused by ``fusion`` in one Qdrant query, the
+    default), ``dense`` or ``sparse``; hybrid and sparse need ``sparse_embedder``. Every search is
+    filtered by ``groups`` inside the Qdrant query; no groups, no results. Raises ValueError for an
+    unknown mode.
     """
 
-    def __init__(self, embedder: DenseEmbedder, index: VectorIndex, top_k: int = 5, groups: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        embedder: DenseEmbedder,
+        index: VectorIndex,
+        top_k: int = 5,
+        groups: Sequence[str] = (),
+        sparse_embedder: Bm25Embedder | None = None,
+        mode: str = "hybrid",
+        fusion: Fusion | None = None,
+    ) -> None:
         super().__init__()
         self.embedder = embedder
         self.index = index
         self.top_k = top_k
         self.groups = tuple(groups)
+        self.sparse_embedder = sparse_embedder
+        self.mode = self._checked(mode)
+        self.fusion = fusion or Fusion()
+
+    def _checked(self, mode: str) -> str:
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r}; choose one of {', '.join(MODES)}")
+        if mode != "dense" and self.sparse_embedder is None:
+            raise ValueError(f"retrieval mode {mode!r} needs a sparse embedder (Bm25Embedder)")
+        return mode
 
     def run(
-        self, query: str, groups: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None
+        self,
+        query: str,
+        groups: Sequence[str],
+        top_k: int | None = None,
+        sources: Sequence[str] | None = None,
+        where: SearchFilter | None = None,
+        mode: str | None = None,
     ) -> list[ScoredChunk]:
-        """The ``top_k`` chunks nearest to ``query`` whose ACL shares a group with ``groups``."""
+        """The ``top_k`` best chunks for ``query`` whose ACL shares a group with ``groups``, narrowed by
+        ``sources`` and ``where``; ``mode`` overrides the retriever's for this call."""
+        mode = self._checked(mode) if mode else self.mode
         if not groups or not query.strip():
             return []
-        vector = self.embedder.embed([query])[0]
-        return self.index.search(vector, groups=groups, limit=top_k or self.top_k, sources=sources)
+        dense = self.embedder.embed([query])[0] if mode != "sparse" else None
+        sparse = self.sparse_embedder.embed_query(query) if mode != "dense" else None
+        return self.index.search(dense, sparse=sparse, groups=groups, limit=top_k or self.top_k, sources=sources,
+                                 where=where, fusion=self.fusion)
 
     def for_groups(self, groups: Sequence[str]) -> Retriever:
         """A retriever bound to ``groups``, for LlamaIndex's ``retrieve``."""
-        return Retriever(self.embedder, self.index, self.top_k, groups)
+        return Retriever(self.embedder, self.index, self.top_k, groups, self.sparse_embedder, self.mode, self.fusion)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return [

@@ -7,7 +7,15 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from indexes.vector_index import DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, VectorIndex, VectorIndexError
+from indexes.vector_index import (
+    DATETIME_FIELDS,
+    DENSE,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    SPARSE,
+    VectorIndex,
+    VectorIndexError,
+)
 
 _SCROLL_PAGE = 1000
 
@@ -22,8 +30,9 @@ class ServerIndex(VectorIndex):
         index.upsert(nodes, vectors)
         hits = index.search(query_vector, groups=["staff"], limit=5)
 
-    Collections are created on first use, with payload indexes on the filtered fields. An existing
-    collection whose ``dense`` vector has another size raises VectorIndexError; an unreachable server
+    Collections are created on first use: ``dense`` (cosine) and ``sparse`` (IDF modifier) vectors,
+    payload indexes on the filtered fields. An existing collection whose ``dense`` vector has another
+    size, or that has no ``sparse`` vector, raises VectorIndexError; an unreachable server
     raises VectorIndexError naming the URL. Tests pass ``QdrantClient(":memory:")``, which mirrors the
     server API.
     """
@@ -49,22 +58,30 @@ class ServerIndex(VectorIndex):
 
     def _ensure_collections(self) -> None:
         if self.client.collection_exists(self.collection):
-            params = self.client.get_collection(self.collection).config.params.vectors
+            config = self.client.get_collection(self.collection).config.params
+            params = config.vectors
             size = params[DENSE].size if isinstance(params, dict) and DENSE in params else None
             if size != self.dimension:
                 raise VectorIndexError(
                     f"collection {self.collection!r} holds '{DENSE}' vectors of size {size}, the embedder makes "
                     f"{self.dimension}: choose another index.collection to re-index"
                 )
+            if SPARSE not in (config.sparse_vectors or {}):
+                raise VectorIndexError(
+                    f"collection {self.collection!r} has no '{SPARSE}' (BM25) vectors: it was built by an older "
+                    "Enclave; choose another index.collection and ingest again"
+                )
         else:
             self.client.create_collection(
                 self.collection,
                 vectors_config={DENSE: models.VectorParams(size=self.dimension, distance=models.Distance.COSINE)},
+                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             )
-            for name in KEYWORD_FIELDS:
-                self.client.create_payload_index(self.collection, name, models.PayloadSchemaType.KEYWORD)
-            for name in INTEGER_FIELDS:
-                self.client.create_payload_index(self.collection, name, models.PayloadSchemaType.INTEGER)
+            schemas = [(KEYWORD_FIELDS, models.PayloadSchemaType.KEYWORD), (INTEGER_FIELDS, models.PayloadSchemaType.INTEGER),
+                       (DATETIME_FIELDS, models.PayloadSchemaType.DATETIME)]
+            for names, schema in schemas:
+                for name in names:
+                    self.client.create_payload_index(self.collection, name, schema)
         for name in (self.ledger_collection, self.runs_collection):
             if not self.client.collection_exists(name):
                 self.client.create_collection(name, vectors_config={})
@@ -75,6 +92,7 @@ class ServerIndex(VectorIndex):
 
     # -- primitives -----------------------------------------------------------------------------
     def _upsert(self, store: str, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None:
+        vectors = [{name: models.SparseVector(**v) if name == SPARSE else v for name, v in named.items()} for named in vectors]
         points = [models.PointStruct(id=i, vector=v, payload=p) for i, v, p in zip(ids, vectors, payloads)]
         self.client.upsert(self._name(store), points=points, wait=True)
 
@@ -99,10 +117,23 @@ class ServerIndex(VectorIndex):
     def _count(self, filter_: Any) -> int:
         return self.client.count(self.collection, count_filter=filter_, exact=True).count
 
-    def _nearest(self, vector: list[float], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]:
-        response = self.client.query_points(
-            self.collection, query=vector, using=DENSE, query_filter=filter_, limit=limit, with_payload=True
-        )
+    def _query(self, query: dict[str, Any], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]:
+        dense, sparse, fusion = query.get("dense"), query.get("sparse"), query.get("fusion")
+        sparse = models.SparseVector(**sparse) if sparse is not None else None
+        if dense is not None and sparse is not None:
+            depth = int(fusion["prefetch"])
+            response = self.client.query_points(
+                self.collection,
+                prefetch=[models.Prefetch(query=dense, using=DENSE, filter=filter_, limit=depth),
+                          models.Prefetch(query=sparse, using=SPARSE, filter=filter_, limit=depth)],
+                query=models.RrfQuery(rrf=models.Rrf(k=int(fusion["k"]), weights=[float(w) for w in fusion["weights"]])),
+                query_filter=filter_, limit=limit, with_payload=True,
+            )
+        else:
+            response = self.client.query_points(
+                self.collection, query=dense if dense is not None else sparse, using=DENSE if dense is not None else SPARSE,
+                query_filter=filter_, limit=limit, with_payload=True,
+            )
         return [(p.id, p.score, p.payload or {}) for p in response.points]
 
     def _match(self, key: str, value: str | int) -> Any:
@@ -113,6 +144,9 @@ class ServerIndex(VectorIndex):
 
     def _at_least(self, key: str, value: int) -> Any:
         return models.FieldCondition(key=key, range=models.Range(gte=value))
+
+    def _between(self, key: str, start: str | None, end: str | None) -> Any:
+        return models.FieldCondition(key=key, range=models.DatetimeRange(gte=start, lte=end))
 
     def _filter(self, must: list[Any]) -> Any:
         return models.Filter(must=must)

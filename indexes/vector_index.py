@@ -1,13 +1,19 @@
 """The index interface shared by the embedded Qdrant Edge shard and a Qdrant server.
 
 Three stores per index, all in the same backend, so the ledger survives restarts and scales with
-the index: ``chunks`` (named dense vector ``dense``, payload below), the ``ledger`` (one vector-less
-point per source document: version, content hash, chunk count, status) and ``runs`` (one point per
-ingest run of a source: when, how long, documents by outcome).
+the index: ``chunks`` (named vectors ``dense``, cosine, and ``sparse``, BM25 term weights with
+Qdrant's IDF modifier; payload below), the ``ledger`` (one vector-less point per source document:
+version, content hash, chunk count, status) and ``runs`` (one point per ingest run of a source:
+when, how long, documents by outcome).
 
-Chunk payload: ``text, doc_id, source, title, section, uri, groups, classification, content_hash,
-chunk, ingested_at``. Payload indexes: ``doc_id, source, groups, classification`` (keyword) and
-``chunk`` (integer), the fields filters use.
+Chunk payload: ``text, doc_id, source, title, section, uri, doc_type, modified_at, groups,
+classification, content_hash, chunk, ingested_at``. Payload indexes: ``doc_id, source, doc_type,
+groups, classification`` (keyword), ``chunk`` (integer) and ``modified_at`` (datetime), the fields
+filters use.
+
+Search runs in one Qdrant query (see :meth:`VectorIndex.search`): dense nearest neighbours, sparse
+BM25, or both as prefetches fused with Reciprocal Rank Fusion (Cormack, Clarke & Büttcher 2009),
+always filtered by the caller's groups inside the query.
 """
 
 from __future__ import annotations
@@ -16,15 +22,19 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from llama_index.core.schema import TextNode
 
 DENSE = "dense"
-KEYWORD_FIELDS = ("doc_id", "source", "groups", "classification")
+SPARSE = "sparse"
+KEYWORD_FIELDS = ("doc_id", "source", "doc_type", "groups", "classification")
 INTEGER_FIELDS = ("chunk",)
+DATETIME_FIELDS = ("modified_at",)
+#: Retrieval modes: dense nearest neighbours, sparse BM25, or both fused with RRF.
+MODES = ("hybrid", "dense", "sparse")
 LEDGER_NAMESPACE = uuid.UUID("0c6f0d55-3f0e-5a43-b9a2-8d1bd4b1e6a2")
 #: The stores of an index: chunk points, the per-document ledger, and the record of ingest runs.
 STORES = ("chunks", "ledger", "runs")
@@ -35,8 +45,51 @@ class VectorIndexError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class SparseVector:
+    """A sparse vector: term ids (uint32, unique) and their weights, as Qdrant stores it."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def to_wire(self) -> dict[str, list]:
+        return {"indices": list(self.indices), "values": list(self.values)}
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, list]) -> SparseVector:
+        return cls(tuple(int(i) for i in wire["indices"]), tuple(float(v) for v in wire["values"]))
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Metadata a caller may narrow a search by, on top of the ACL filter (which always applies).
+
+    ``sources``: source names; ``doc_types``: file types without the dot (``pdf``, ``md``);
+    ``modified_from`` / ``modified_to``: ISO 8601 datetimes, inclusive, on the document's modification
+    time (a document without one is excluded when either bound is given). Empty fields do not filter.
+    """
+
+    sources: tuple[str, ...] = ()
+    doc_types: tuple[str, ...] = ()
+    modified_from: str | None = None
+    modified_to: str | None = None
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How hybrid search fuses its two prefetches: weighted Reciprocal Rank Fusion as Qdrant computes
+    it, score = sum over prefetches of 1 / (rank / weight + k - 1) with rank from 1. ``prefetch`` is
+    how many candidates each side contributes (at least the search's ``limit``); ``weights`` are
+    (dense, sparse)."""
+
+    k: int = 60
+    weights: tuple[float, float] = (1.0, 1.0)
+    prefetch: int = 100
+
+
+@dataclass(frozen=True)
 class ScoredChunk:
-    """One retrieved chunk. ``score`` is cosine similarity in [-1, 1] (dense search)."""
+    """One retrieved chunk. ``score`` depends on the mode: cosine similarity in [-1, 1] (dense), a
+    BM25 score >= 0 (sparse) or an RRF score in (0, 2/k] (hybrid); within one search, higher is better."""
 
     id: str
     score: float
@@ -97,7 +150,7 @@ class RunRecord:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def chunk_payload(node: TextNode, ingested_at: str) -> dict[str, Any]:
@@ -110,6 +163,8 @@ def chunk_payload(node: TextNode, ingested_at: str) -> dict[str, Any]:
         "title": meta.get("title", ""),
         "section": meta.get("section", ""),
         "uri": meta.get("uri", ""),
+        "doc_type": meta.get("doc_type", ""),
+        "modified_at": meta.get("modified_at") or None,
         "groups": list(meta.get("groups", [])),
         "classification": meta.get("classification", "internal"),
         "content_hash": meta.get("content_hash", ""),
@@ -165,7 +220,10 @@ class VectorIndex(ABC):
     def _count(self, filter_: Any) -> int: ...
 
     @abstractmethod
-    def _nearest(self, vector: list[float], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]: ...
+    def _query(self, query: dict[str, Any], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]:
+        """One Qdrant query on the chunks. ``query``: ``{"dense": [floats] | None, "sparse": {"indices",
+        "values"} | None, "fusion": {"k", "weights", "prefetch"} | None}``; both vectors given means
+        hybrid (two prefetches, each filtered, fused with RRF); returns (id, score, payload), best first."""
 
     @abstractmethod
     def _match(self, key: str, value: str | int) -> Any: ...
@@ -177,6 +235,10 @@ class VectorIndex(ABC):
     def _at_least(self, key: str, value: int) -> Any: ...
 
     @abstractmethod
+    def _between(self, key: str, start: str | None, end: str | None) -> Any:
+        """Datetime range condition on ``key``, ISO 8601 bounds, inclusive; None is open."""
+
+    @abstractmethod
     def _filter(self, must: list[Any]) -> Any: ...
 
     @abstractmethod
@@ -184,21 +246,23 @@ class VectorIndex(ABC):
         """Flush and release the index."""
 
     # -- shared logic ---------------------------------------------------------------------------
-    def upsert(self, nodes: Sequence[TextNode], vectors: np.ndarray) -> None:
-        """Write chunk points (ids = node ids) with their dense vectors, shape (len(nodes), dimension)."""
-        if len(nodes) != len(vectors):
-            raise ValueError(f"{len(nodes)} nodes but {len(vectors)} vectors")
+    def upsert(self, nodes: Sequence[TextNode], vectors: np.ndarray, sparse: Sequence[SparseVector] | None = None) -> None:
+        """Write chunk points (ids = node ids) with their dense vectors, shape (len(nodes), dimension),
+        and their sparse BM25 vectors (one per node; see :class:`indexes.sparse_embedder.Bm25Embedder`).
+        Points written without a sparse vector are found by dense search only. Raises ValueError when
+        the counts differ, VectorIndexError for the wrong dimension."""
+        if len(nodes) != len(vectors) or (sparse is not None and len(sparse) != len(nodes)):
+            raise ValueError(f"{len(nodes)} nodes but {len(vectors)} dense and {len(sparse or [])} sparse vectors")
         if len(nodes) == 0:
             return
         if vectors.shape[1] != self.dimension:
             raise VectorIndexError(f"vectors have dimension {vectors.shape[1]}, the index {self.dimension}")
         ingested_at = now_iso()
-        self._upsert(
-            "chunks",
-            [node.node_id for node in nodes],
-            [{DENSE: row.tolist()} for row in vectors],
-            [chunk_payload(node, ingested_at) for node in nodes],
-        )
+        named = [{DENSE: row.tolist()} for row in vectors]
+        for point, terms in zip(named, sparse or []):
+            if terms.indices:  # a chunk of only stopwords or symbols has no terms
+                point[SPARSE] = terms.to_wire()
+        self._upsert("chunks", [node.node_id for node in nodes], named, [chunk_payload(node, ingested_at) for node in nodes])
 
     def delete_document(self, doc_id: str) -> None:
         """Delete every chunk of ``doc_id`` (by the indexed ``doc_id`` field: cost proportional to its chunks)."""
@@ -209,16 +273,48 @@ class VectorIndex(ABC):
         self._delete("chunks", self._filter([self._match("doc_id", doc_id), self._at_least("chunk", first)]))
 
     def search(
-        self, vector: np.ndarray, *, groups: Sequence[str], limit: int = 5, sources: Sequence[str] | None = None
+        self,
+        vector: np.ndarray | None = None,
+        *,
+        sparse: SparseVector | None = None,
+        groups: Sequence[str],
+        limit: int = 5,
+        sources: Sequence[str] | None = None,
+        where: SearchFilter | None = None,
+        fusion: Fusion | None = None,
     ) -> list[ScoredChunk]:
-        """Nearest chunks to ``vector`` (shape (dimension,)) among those whose ACL shares a group with
-        ``groups``, best first. No groups means no results (fail closed)."""
+        """The best ``limit`` chunks among those whose ACL shares a group with ``groups``, best first.
+
+        Given ``vector`` only (dense, shape (dimension,)): nearest by cosine. Given ``sparse`` only
+        (a query from :meth:`indexes.sparse_embedder.Bm25Embedder.embed_query`): BM25, with IDF from
+        the collection. Given both: hybrid, one query whose dense and sparse prefetches are each
+        filtered and fused by ``fusion`` (default :class:`Fusion`). ``sources`` and ``where`` narrow
+        the search further. No groups means no results (fail closed); neither vector raises ValueError.
+        """
+        if vector is None and sparse is None:
+            raise ValueError("search needs a dense vector, a sparse vector, or both")
         if not groups:
             return []
+        where = where or SearchFilter()
         must = [self._match_any("groups", list(groups))]
+        sources = tuple(sources or ()) + where.sources
         if sources:
             must.append(self._match_any("source", list(sources)))
-        hits = self._nearest(np.asarray(vector, dtype=np.float32).tolist(), self._filter(must), limit)
+        if where.doc_types:
+            must.append(self._match_any("doc_type", [t.lower().lstrip(".") for t in where.doc_types]))
+        if where.modified_from or where.modified_to:
+            must.append(self._between("modified_at", where.modified_from, where.modified_to))
+        if sparse is not None and not sparse.indices and vector is None:
+            return []  # a query of only stopwords matches nothing by BM25
+        query: dict[str, Any] = {
+            "dense": None if vector is None else np.asarray(vector, dtype=np.float32).tolist(),
+            "sparse": None if sparse is None or not sparse.indices else sparse.to_wire(),
+            "fusion": None,
+        }
+        if query["dense"] is not None and query["sparse"] is not None:
+            fusion = fusion or Fusion()
+            query["fusion"] = {"k": fusion.k, "weights": list(fusion.weights), "prefetch": max(fusion.prefetch, limit)}
+        hits = self._query(query, self._filter(must), limit)
         return [scored_chunk(pid, score, payload) for pid, score, payload in hits]
 
     def count(self, doc_id: str | None = None, source: str | None = None) -> int:
@@ -271,7 +367,8 @@ class VectorIndex(ABC):
     # -- serving this index to another process (see indexes/remote_index.py) ----------------------
     def filter_from_wire(self, wire: dict | None) -> Any:
         """This backend's filter for the JSON form :class:`indexes.remote_index.RemoteIndex` sends:
-        ``{"must": [{"match": [key, value]} | {"any": [key, [values]]} | {"gte": [key, number]}]}``.
+        ``{"must": [{"match": [key, value]} | {"any": [key, [values]]} | {"gte": [key, number]}
+        | {"between": [key, [start, end]]}]}``.
         Raises ValueError for anything else."""
         if wire is None:
             return None
@@ -284,13 +381,15 @@ class VectorIndex(ABC):
                 must.append(self._match_any(key, list(value)))
             elif kind == "gte":
                 must.append(self._at_least(key, int(value)))
+            elif kind == "between":
+                must.append(self._between(key, *value))
             else:
                 raise ValueError(f"unknown filter condition {kind!r}")
         return self._filter(must)
 
     def execute(self, operation: str, body: dict[str, Any]) -> Any:
         """Run one backend primitive sent over the wire by a RemoteIndex: ``upsert``, ``delete``,
-        ``delete_ids``, ``count``, ``nearest`` (JSON-able results) or ``scroll`` (an iterator of
+        ``delete_ids``, ``count``, ``query`` (JSON-able results) or ``scroll`` (an iterator of
         ``[id, payload]``). ``store`` is one of STORES. Raises ValueError for an unknown operation or store."""
         store = body.get("store", "chunks")
         if store not in STORES:
@@ -304,8 +403,8 @@ class VectorIndex(ABC):
             return self._delete_ids(store, list(body["ids"]))
         if operation == "count":
             return self._count(filter_)
-        if operation == "nearest":
-            return [[str(pid), score, payload] for pid, score, payload in self._nearest(body["vector"], filter_, int(body["limit"]))]
+        if operation == "query":
+            return [[str(pid), score, payload] for pid, score, payload in self._query(body["query"], filter_, int(body["limit"]))]
         if operation == "scroll":
             return ([str(pid), payload] for pid, payload in self._scroll(store, filter_))
         raise ValueError(f"unknown index operation {operation!r}")

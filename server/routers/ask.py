@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from flows.answer import Answer, AnswerPipeline
+from indexes.vector_index import SearchFilter
 from server.dependencies import caller_groups, get_pipeline
 
 router = APIRouter(prefix="/v1", tags=["ask"])
 
 
+class SearchFilterIn(BaseModel):
+    """Narrows retrieval on top of the caller's ACL (which always applies)."""
+
+    sources: list[str] = Field(default_factory=list, max_length=50, description="Source names.")
+    doc_types: list[str] = Field(default_factory=list, max_length=50, description="File types, e.g. pdf, md.")
+    modified_from: datetime | None = Field(default=None, description="Documents modified at or after (ISO 8601).")
+    modified_to: datetime | None = Field(default=None, description="Documents modified at or before (ISO 8601).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchFilterIn:
+        if self.modified_from and self.modified_to and self.modified_from > self.modified_to:
+            raise ValueError("modified_from is after modified_to")
+        return self
+
+    def to_search_filter(self) -> SearchFilter:
+        def iso(moment: datetime | None) -> str | None:
+            return None if moment is None else moment.isoformat()
+
+        return SearchFilter(tuple(self.sources), tuple(self.doc_types), iso(self.modified_from), iso(self.modified_to))
+
+
 class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=4000, description="The question, in any language.")
     top_k: int | None = Field(default=None, ge=1, le=50, description="Passages to retrieve; default from settings.")
+    filter: SearchFilterIn | None = Field(default=None, description="Only documents from these sources, types, dates.")
 
 
 class CitationOut(BaseModel):
@@ -25,7 +50,7 @@ class CitationOut(BaseModel):
     section: str
     chunk: int
     text: str = Field(description="The cited chunk's text.")
-    score: float = Field(description="Cosine similarity of chunk and question.")
+    score: float = Field(description="Retrieval score (RRF in hybrid mode, cosine in dense, BM25 in sparse); higher is better.")
 
 
 class AttemptOut(BaseModel):
@@ -63,5 +88,6 @@ async def ask(
 ) -> AskResponse:
     if not body.question.strip():
         raise HTTPException(status_code=422, detail="question is blank")
-    answer = await run_in_threadpool(pipeline.ask, body.question, groups, body.top_k)
+    where = body.filter.to_search_filter() if body.filter else None
+    answer = await run_in_threadpool(pipeline.ask, body.question, groups, body.top_k, where)
     return ask_response(answer)

@@ -34,7 +34,7 @@ def owned_index(request: Request, token: str | None = Header(None, alias=TOKEN_H
 @router.post("/{operation}")
 def run_operation(operation: str, body: dict[str, Any] = Body(...), index: VectorIndex = Depends(owned_index)):
     """One primitive: ``info`` (the dimension), ``upsert``, ``delete``, ``delete_ids``, ``count``,
-    ``nearest`` → ``{"result": ...}``; ``scroll`` → NDJSON lines ``[id, payload]``. 400 on a malformed body."""
+    ``query`` → ``{"result": ...}``; ``scroll`` → NDJSON lines ``[id, payload]``. 400 on a malformed body."""
     if operation == "info":
         return {"result": {"dimension": index.dimension}}
     try:

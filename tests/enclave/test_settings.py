@@ -199,3 +199,13 @@ def test_missing_file_named_by_enclave_config(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("ENCLAVE_CONFIG", str(tmp_path / "gone.yaml"))
     with pytest.raises(FileNotFoundError):
         load_settings()
+
+
+def test_retrieval_and_bm25_settings_are_validated(tmp_path: Path) -> None:
+    settings = Settings()
+    assert (settings.retrieval.mode, settings.retrieval.rrf_k, settings.bm25.language) == ("hybrid", 60, "english")
+    config = _write_yaml(tmp_path / "enclave.yaml", "retrieval:\n  mode: fuzzy\nbm25:\n  language: klingon\n  b: 2\n")
+    with pytest.raises(SettingsError) as error:
+        load_settings(config)
+    message = str(error.value)
+    assert "retrieval.mode" in message and "bm25.language" in message and "bm25.b" in message

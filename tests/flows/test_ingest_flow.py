@@ -86,6 +86,22 @@ def test_sync_follows_the_folder(folder_and_index, embedder):
     assert index.count() == sum(e.chunks for e in index.ledger("docs").values())
 
 
+def test_chunks_get_bm25_vectors_and_their_documents_type_and_date(folder_and_index, embedder):
+    docs, settings, index = folder_and_index
+    _run(settings, index, embedder)
+    from flows.components import build_sparse_embedder
+
+    # found by BM25 alone: the sparse vectors were written with the chunks (a stemmed, rare term)
+    hits = index.search(sparse=build_sparse_embedder(settings).embed_query("sensor shipping"), groups=["g"], limit=5)
+    assert [h.doc_id for h in hits] == ["docs:a.md"]
+    payloads = {payload["doc_id"]: payload for _, payload in index.points("chunks")}
+    modified = (docs / "a.md").stat().st_mtime
+    from datetime import datetime
+
+    assert payloads["docs:a.md"]["doc_type"] == "md"
+    assert datetime.fromisoformat(payloads["docs:a.md"]["modified_at"]).timestamp() == int(modified)
+
+
 def test_a_failure_is_recorded_with_its_reason_and_the_run_goes_on(folder_and_index, embedder):
     _, settings, index = folder_and_index
     report = _run(settings, index, embedder)
@@ -111,9 +127,9 @@ def test_a_new_document_is_pending_in_the_ledger_before_its_points_exist(folder_
     seen = []
     real_upsert = type(index).upsert
 
-    def watching_upsert(self, nodes, vectors):
+    def watching_upsert(self, nodes, vectors, sparse=None):
         seen.append({sid: e.status for sid, e in self.ledger("docs").items()})
-        return real_upsert(self, nodes, vectors)
+        return real_upsert(self, nodes, vectors, sparse)
 
     monkeypatch.setattr(type(index), "upsert", watching_upsert)
     _run(settings, index, embedder)

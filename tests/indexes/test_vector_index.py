@@ -19,7 +19,16 @@ from indexes.chunker import point_id
 from indexes.edge_index import EdgeIndex
 from indexes.remote_index import IndexOwner, RemoteIndex
 from indexes.server_index import ServerIndex
-from indexes.vector_index import LedgerEntry, RunRecord, ScoredChunk, VectorIndex, VectorIndexError
+from indexes.sparse_embedder import Bm25Embedder
+from indexes.vector_index import (
+    Fusion,
+    LedgerEntry,
+    RunRecord,
+    ScoredChunk,
+    SearchFilter,
+    VectorIndex,
+    VectorIndexError,
+)
 from prefect_server import free_port
 
 DIM = 4
@@ -47,6 +56,23 @@ def _nodes(doc_id: str, n: int, *, source: str = "hb", groups=("everyone",), cla
         )
         for i in range(n)
     ]
+
+
+BM25 = Bm25Embedder()
+
+
+def _text_nodes(doc_id: str, texts: list[str], *, groups=("everyone",), **metadata) -> list[TextNode]:
+    """One chunk per text, with ``metadata`` (doc_type, modified_at...) on every chunk."""
+    nodes = _nodes(doc_id, len(texts), groups=groups)
+    for node, text in zip(nodes, texts):
+        node.text = text
+        node.metadata.update(metadata)
+    return nodes
+
+
+def _put(index: VectorIndex, nodes: list[TextNode], vectors: np.ndarray) -> None:
+    """Upsert with BM25 vectors of the chunks' texts, as the ingest flow does."""
+    index.upsert(nodes, vectors, BM25.embed([n.get_content() for n in nodes]))
 
 
 def _ledger(source_id: str, chunks: int = 3, **kw) -> LedgerEntry:
@@ -312,6 +338,108 @@ def test_edge_reopen_keeps_points_and_ledger(tmp_path: Path, rng) -> None:
         reopened.close()
 
 
+def test_sparse_search_ranks_by_bm25_with_the_collections_idf(index: VectorIndex, rng) -> None:
+    _put(index, _text_nodes("hb:a.md", ["Invoices are paid within thirty days."]), _unit(rng, 1))
+    _put(index, _text_nodes("hb:b.md", ["Invoices go to the finance mailbox."]), _unit(rng, 1))
+    _put(index, _text_nodes("hb:c.md", ["Invoices over NOK 50000 need the CFO's approval."]), _unit(rng, 1))
+    # "invoices" is in every chunk (IDF near 0); "approval" only in c, so c leads; "day" (stemmed) finds a alone
+    hits = index.search(sparse=BM25.embed_query("invoice approval"), groups=["everyone"], limit=10)
+    assert [h.doc_id for h in hits][0] == "hb:c.md"
+    assert len(hits) == 3 and all(h.score >= 0 for h in hits)
+    assert hits[0].score > 2 * hits[1].score  # the rare term carries the score
+    assert [h.doc_id for h in index.search(sparse=BM25.embed_query("day"), groups=["everyone"], limit=10)] == ["hb:a.md"]
+    # a query of only stopwords matches nothing rather than everything
+    assert index.search(sparse=BM25.embed_query("the of and"), groups=["everyone"], limit=10) == []
+    # IDF follows the collection: once "approval" is common, it no longer outweighs the other term
+    for n in range(4):
+        _put(index, _text_nodes(f"hb:approval-{n}.md", ["Approval of leave."]), _unit(rng, 1))
+    hits = index.search(sparse=BM25.embed_query("finance approval"), groups=["everyone"], limit=10)
+    assert hits[0].doc_id == "hb:b.md"
+
+
+def test_hybrid_fuses_both_sides_in_one_query(index: VectorIndex, rng) -> None:
+    query_vector = _unit(rng, 1)[0]
+    near = query_vector + 0.05 * _unit(rng, 1)[0]
+    far = -query_vector
+    # dense-only: right vector, no shared words; sparse-only: the words, opposite vector; both: a bit of each
+    _put(index, _text_nodes("hb:dense.md", ["Quarterly figures overview."]), np.stack([query_vector]))
+    _put(index, _text_nodes("hb:sparse.md", ["Warranty claims for the HX-400 sensor."]), np.stack([far]))
+    _put(index, _text_nodes("hb:both.md", ["HX-400 warranty summary."]), np.stack([near / np.linalg.norm(near)]))
+    _put(index, _text_nodes("hb:noise.md", ["Canteen menu for the week."]), _unit(rng, 1))
+    sparse = BM25.embed_query("HX-400 warranty claims")
+    dense_ids = [h.doc_id for h in index.search(query_vector, groups=["everyone"], limit=2)]
+    sparse_ids = [h.doc_id for h in index.search(sparse=sparse, groups=["everyone"], limit=2)]
+    assert "hb:sparse.md" not in dense_ids and "hb:dense.md" not in sparse_ids
+    # three candidates a side: dense [dense, both, noise], sparse [sparse, both]; RRF with k=60 scores
+    # 1/(rank + 59) per side: both 2/61 beats dense and sparse 1/60 each, which beat noise 1/62
+    shallow = Fusion(prefetch=3)
+    hybrid = index.search(query_vector, sparse=sparse, groups=["everyone"], limit=3, fusion=shallow)
+    assert [h.doc_id for h in hybrid][0] == "hb:both.md"
+    assert {h.doc_id for h in hybrid} == {"hb:both.md", "hb:dense.md", "hb:sparse.md"}
+    assert hybrid[0].score == pytest.approx(2 / 61, rel=1e-4)
+    assert [h.score for h in hybrid] == sorted((h.score for h in hybrid), reverse=True)
+    # weights tip the balance between the one-sided hits: 1/(1/4 + 59) > 1/(1 + 59)
+    to_sparse = index.search(query_vector, sparse=sparse, groups=["everyone"], limit=3, fusion=Fusion(weights=(1.0, 4.0), prefetch=3))
+    to_dense = index.search(query_vector, sparse=sparse, groups=["everyone"], limit=3, fusion=Fusion(weights=(4.0, 1.0), prefetch=3))
+    rank = {h.doc_id: i for i, h in enumerate(to_sparse)}
+    assert rank["hb:sparse.md"] < rank.get("hb:dense.md", 99)
+    rank = {h.doc_id: i for i, h in enumerate(to_dense)}
+    assert rank["hb:dense.md"] < rank.get("hb:sparse.md", 99)  # weighted to dense, even noise overtakes it
+
+
+def test_every_mode_filters_by_groups_inside_the_query(index: VectorIndex, rng) -> None:
+    secret_vector = _unit(rng, 1)
+    secret = "Board minutes: the merger with Nordvik closes in March."
+    _put(index, _text_nodes("hb:board.md", [secret], groups=["board"]), secret_vector)
+    _put(index, _text_nodes("hb:public.md", ["Merger rumours are not commented on."]), _unit(rng, 1))
+    sparse = BM25.embed_query(secret)
+    for vector, terms in [(secret_vector[0], None), (None, sparse), (secret_vector[0], sparse)]:
+        hits = index.search(vector, sparse=terms, groups=["everyone"], limit=50, fusion=Fusion(prefetch=1))
+        assert [h.doc_id for h in hits] == ["hb:public.md"]
+        assert [h.doc_id for h in index.search(vector, sparse=terms, groups=["board"], limit=50)] == ["hb:board.md"]
+        assert index.search(vector, sparse=terms, groups=[], limit=50) == []
+
+
+def test_search_narrows_by_document_type_and_modification_date(index: VectorIndex, rng) -> None:
+    _put(index, _text_nodes("hb:old.pdf", ["Leave policy 2019."], doc_type="pdf", modified_at="2019-05-01T10:00:00+00:00"),
+         _unit(rng, 1))
+    _put(index, _text_nodes("hb:new.pdf", ["Leave policy 2026."], doc_type="pdf", modified_at="2026-03-01T10:00:00+00:00"),
+         _unit(rng, 1))
+    _put(index, _text_nodes("hb:new.md", ["Leave policy notes."], doc_type="md", modified_at="2026-04-01T10:00:00+00:00"),
+         _unit(rng, 1))
+    _put(index, _text_nodes("hb:undated.md", ["Leave policy draft."], doc_type="md"), _unit(rng, 1))
+    query, sparse = _unit(rng, 1)[0], BM25.embed_query("leave policy")
+
+    def found(where: SearchFilter) -> set[str]:
+        dense = {h.doc_id for h in index.search(query, groups=["everyone"], limit=10, where=where)}
+        hybrid = {h.doc_id for h in index.search(query, sparse=sparse, groups=["everyone"], limit=10, where=where)}
+        assert dense == hybrid
+        return dense
+
+    assert found(SearchFilter(doc_types=("pdf",))) == {"hb:old.pdf", "hb:new.pdf"}
+    assert found(SearchFilter(doc_types=(".MD",))) == {"hb:new.md", "hb:undated.md"}
+    assert found(SearchFilter(modified_from="2026-01-01T00:00:00Z")) == {"hb:new.pdf", "hb:new.md"}
+    assert found(SearchFilter(modified_to="2026-03-01T10:00:00Z")) == {"hb:old.pdf", "hb:new.pdf"}  # inclusive
+    assert found(SearchFilter(doc_types=("pdf",), modified_from="2026-01-01T00:00:00Z")) == {"hb:new.pdf"}
+    assert found(SearchFilter(sources=("wiki",))) == set()
+    assert len(found(SearchFilter())) == 4
+
+
+def test_search_needs_a_vector(index: VectorIndex) -> None:
+    with pytest.raises(ValueError, match="dense vector, a sparse vector"):
+        index.search(groups=["everyone"])
+
+
+def test_edge_index_without_sparse_vectors_asks_for_a_reindex(tmp_path: Path) -> None:
+    import qdrant_edge as qe
+
+    old = tmp_path / "idx" / "chunks"
+    old.mkdir(parents=True)
+    qe.EdgeShard.create(str(old), qe.EdgeConfig(vectors={"dense": qe.EdgeVectorParams(size=DIM, distance=qe.Distance.Cosine)})).close()
+    with pytest.raises(VectorIndexError, match="without sparse .* ingest again"):
+        EdgeIndex(tmp_path / "idx", dimension=DIM)
+
+
 def test_edge_reopen_with_other_dimension_fails(tmp_path: Path, rng) -> None:
     index = EdgeIndex(tmp_path / "idx", dimension=DIM)
     index.upsert(_nodes("hb:a.md", 2), _unit(rng, 2))
@@ -346,4 +474,14 @@ def test_server_existing_collection_with_other_dimension_fails(rng) -> None:
     assert same.count() == 2
     other = ServerIndex(client, "other", dimension=DIM * 2)  # another collection is independent
     assert other.count() == 0
+    client.close()
+
+
+def test_server_collection_without_sparse_vectors_asks_for_a_reindex() -> None:
+    from qdrant_client import models
+
+    client = QdrantClient(":memory:")
+    client.create_collection("old", vectors_config={"dense": models.VectorParams(size=DIM, distance=models.Distance.COSINE)})
+    with pytest.raises(VectorIndexError, match="no 'sparse'.*ingest again"):
+        ServerIndex(client, "old", dimension=DIM)
     client.close()

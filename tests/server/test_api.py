@@ -39,6 +39,23 @@ def test_ask_rejects_bad_requests_with_4xx(client):
     assert client.post("/v1/ask", content=b"not json", headers={"content-type": "application/json"}).status_code == 422
 
 
+def test_ask_narrows_retrieval_by_the_callers_filter(client):
+    question = {"question": "What is the minimum length for a password?", "top_k": 10}
+    only_pdf = client.post("/v1/ask", json={**question, "filter": {"doc_types": ["pdf"]}})
+    assert only_pdf.status_code == 200, only_pdf.text
+    uris = [c["uri"] for c in only_pdf.json()["citations"]]
+    assert uris and all(uri.endswith(".pdf") for uri in uris)
+    assert "14 characters" not in only_pdf.json()["answer"]  # the policy is a .md file: filtered out
+    # files are modified when the test copies them, never in 2001
+    assert client.post("/v1/ask", json={**question, "filter": {"modified_to": "2001-01-01T00:00:00Z"}}).json()["citations"] == []
+    recent = client.post("/v1/ask", json={**question, "filter": {"modified_from": "2001-01-01T00:00:00Z", "sources": ["halvard"]}})
+    assert any(c["uri"].endswith("/it-security-policy.md") for c in recent.json()["citations"])
+    assert client.post("/v1/ask", json={**question, "filter": {"sources": ["nope"]}}).json()["citations"] == []
+    bad_range = {"modified_from": "2026-02-01T00:00:00Z", "modified_to": "2026-01-01T00:00:00Z"}
+    assert client.post("/v1/ask", json={**question, "filter": bad_range}).status_code == 422
+    assert client.post("/v1/ask", json={**question, "filter": {"modified_from": "last tuesday"}}).status_code == 422
+
+
 def test_chat_completion_is_openai_shaped_with_citations(client):
     response = client.post("/v1/chat/completions", json={
         "model": "enclave",

@@ -1,0 +1,87 @@
+"""indexes.retriever: the three modes over a real embedded index and the default embedder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+from indexes.chunker import point_id
+from indexes.edge_index import EdgeIndex
+from indexes.retriever import Retriever
+from indexes.sparse_embedder import Bm25Embedder
+from indexes.vector_index import SearchFilter
+
+CHUNKS = {
+    "hr:leave.md": ("Employees earn 2.25 days of paid leave each month.", "md", ["everyone"]),
+    "it:passwords.md": ("Passwords must be at least 14 characters long.", "md", ["everyone"]),
+    "sales:hx400.pdf": ("The HX-400 pressure sensor works from -40 to 125 degrees Celsius.", "pdf", ["everyone"]),
+    "board:merger.md": ("The merger with Fjordlys Optics closes on 14 March.", "md", ["board"]),
+}
+
+
+class CountingEmbedder:
+    """The real embedder, counting the texts it embeds."""
+
+    def __init__(self, embedder) -> None:
+        self.inner, self.calls = embedder, 0
+
+    def embed(self, texts):
+        self.calls += 1
+        return self.inner.embed(texts)
+
+
+@pytest.fixture
+def retriever(tmp_path: Path, embedder):
+    index = EdgeIndex(tmp_path / "index", dimension=embedder.dimension)
+    bm25 = Bm25Embedder()
+    nodes = [
+        TextNode(id_=point_id(doc_id, 0), text=text,
+                 metadata={"source": doc_id.split(":")[0], "groups": groups, "doc_type": doc_type, "chunk": 0},
+                 relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc_id)})
+        for doc_id, (text, doc_type, groups) in CHUNKS.items()
+    ]
+    texts = [n.get_content() for n in nodes]
+    index.upsert(nodes, embedder.embed(texts), bm25.embed(texts))
+    yield Retriever(CountingEmbedder(embedder), index, top_k=2, sparse_embedder=bm25)
+    index.close()
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
+def test_each_mode_finds_the_chunk_that_answers(retriever, mode):
+    assert retriever.run("How long must a password be?", ["everyone"], mode=mode)[0].doc_id == "it:passwords.md"
+    assert retriever.run("HX-400 temperature range", ["everyone"], mode=mode)[0].doc_id == "sales:hx400.pdf"
+
+
+def test_sparse_mode_embeds_no_dense_vector(retriever):
+    retriever.run("paid leave", ["everyone"], mode="sparse")
+    assert retriever.embedder.calls == 0
+    retriever.run("paid leave", ["everyone"], mode="hybrid")
+    assert retriever.embedder.calls == 1
+
+
+def test_groups_and_filters_apply_in_every_mode(retriever):
+    for mode in ("hybrid", "dense", "sparse"):
+        hits = retriever.run("When does the merger with Fjordlys Optics close?", ["everyone"], top_k=10, mode=mode)
+        assert "board:merger.md" not in {h.doc_id for h in hits}
+        assert retriever.run("Fjordlys merger", ["board"], mode=mode)[0].doc_id == "board:merger.md"
+        only_pdf = retriever.run("How long must a password be?", ["everyone"], top_k=10, mode=mode,
+                                 where=SearchFilter(doc_types=("pdf",)))
+        assert {h.doc_id for h in only_pdf} <= {"sales:hx400.pdf"}
+        assert retriever.run("anything", [], mode=mode) == []
+
+
+def test_llamaindex_retrieve_is_bound_to_groups(retriever):
+    nodes = retriever.for_groups(["everyone"]).retrieve("paid leave per month")
+    assert nodes[0].node.get_content() == CHUNKS["hr:leave.md"][0]
+    assert nodes[0].node.ref_doc_id == "hr:leave.md"
+    assert retriever.for_groups([]).retrieve("paid leave per month") == []
+
+
+def test_unknown_mode_and_missing_sparse_embedder_are_refused(retriever, embedder):
+    with pytest.raises(ValueError, match="unknown retrieval mode 'bm42'"):
+        retriever.run("x", ["everyone"], mode="bm42")
+    with pytest.raises(ValueError, match="needs a sparse embedder"):
+        Retriever(embedder, retriever.index)  # hybrid by default
+    assert Retriever(embedder, retriever.index, mode="dense").run("paid leave", ["everyone"])[0].doc_id == "hr:leave.md"
