@@ -70,3 +70,20 @@ def test_invalid_config_names_the_field(tmp_path):
     result = _enclave("ask", "anything", cwd=tmp_path)
     assert result.returncode == 2
     assert "index.backend" in result.stderr
+
+
+def test_eval_prints_the_table_and_writes_the_report(tmp_path, examples):
+    (tmp_path / "enclave.yaml").write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data")}), encoding="utf-8")
+    questions = examples.parent / "questions.yaml"
+    result = _enclave("eval", str(questions), "--documents", str(examples), "--modes", "sparse,hybrid",
+                      "-o", str(tmp_path / "report"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("| sparse |", "| hybrid |"))]
+    assert len(rows) == 2, result.stdout
+    assert "ndcg@10" in result.stdout and "p95 ms" in result.stdout
+    assert {p.name for p in (tmp_path / "report").iterdir()} == {"evaluation.json", "evaluation.md", "evaluation.png"}
+
+    bad_mode = _enclave("eval", str(questions), "--modes", "dense,fuzzy", cwd=tmp_path)
+    assert bad_mode.returncode == 2 and "fuzzy" in bad_mode.stderr
+    no_documents = _enclave("eval", str(questions), cwd=tmp_path)
+    assert no_documents.returncode == 2 and "--documents" in no_documents.stderr

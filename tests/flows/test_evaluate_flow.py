@@ -1,0 +1,157 @@
+"""flows.evaluate: a BEIR folder and QA files evaluated for real (embedded Qdrant, the default embedder),
+scored with indexes.retrieval_metrics, reported as JSON, Markdown, PNG and a Prefect artifact."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from connectors.beir import BeirCorpusConnector, DatasetError, read_qrels
+from enclave.settings import Settings
+from flows.components import Resources
+from flows.evaluate import evaluate, load_dataset
+from indexes.retrieval_metrics import METRICS
+
+CORPUS = {
+    "d1": ("Coffee intake and coronary heart disease",
+           "In a cohort of 40,000 adults, drinking three to five cups of coffee a day was associated with a lower "
+           "risk of coronary heart disease."),
+    "d2": ("Vitamin D supplementation and fractures",
+           "Daily vitamin D supplements did not reduce hip fractures in elderly women living at home."),
+    "d3": ("Sleep deprivation impairs memory consolidation",
+           "Students who slept less than five hours recalled fewer word pairs the next morning."),
+    "d4": ("Statins lower LDL cholesterol",
+           "Atorvastatin reduced low-density lipoprotein cholesterol by 40 percent over twelve weeks."),
+    "d5": ("Aspirin and colorectal cancer",
+           "Long-term low-dose aspirin use was linked to fewer colorectal adenomas."),
+    "d6": ("Exercise and depressive symptoms",
+           "Aerobic exercise three times a week eased symptoms of mild depression as much as counselling."),
+    "d7": ("Air pollution and asthma in children",
+           "Children living near busy roads had more asthma attacks when fine particulate matter rose."),
+    "d8": ("Gut microbiome after antibiotics",
+           "A course of broad-spectrum antibiotics reduced the diversity of gut bacteria for months."),
+}
+QUERIES = {
+    "q1": "Coffee consumption protects against heart disease.",
+    "q2": "Vitamin D pills prevent hip fractures in older women.",
+    "q3": "Lack of sleep harms memory.",
+    "q4": "Statins reduce LDL cholesterol.",
+    "q5": "Physical activity relieves depression.",
+    "q6": "This claim has no judgements.",
+}
+QRELS = [("q1", "d1", 1), ("q2", "d2", 1), ("q3", "d3", 1), ("q4", "d4", 2), ("q5", "d6", 1)]
+
+
+@pytest.fixture
+def beir(tmp_path: Path) -> Path:
+    root = tmp_path / "tiny-beir"
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, (t, x) in CORPUS.items()), encoding="utf-8")
+    (root / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in QUERIES.items()), encoding="utf-8")
+    (root / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in QRELS), encoding="utf-8")
+    return root
+
+
+def _artifact(key: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+
+    return asyncio.run(read())
+
+
+def test_beir_dataset_is_scored_in_every_mode_and_reported(beir, tmp_path, embedder):
+    settings = Settings(data_dir=tmp_path / "data")
+    report = evaluate(str(beir), settings=settings, resources=Resources(embedder=embedder), output_dir=str(tmp_path / "out"))
+
+    assert [r.mode for r in report.results] == ["dense", "sparse", "hybrid"]
+    assert (report.dataset, report.kind, report.documents, report.chunks) == ("tiny-beir", "beir", 8, 8)
+    assert (report.queries, report.judged_queries, report.chunks_embedded) == (5, 5, 8)  # q6 has no qrels
+    for result in report.results:
+        assert list(result.metrics) == list(METRICS)
+        assert all(0.0 <= v <= 1.0 for v in result.metrics.values())
+        assert result.metrics["hit@10"] == 1.0, result  # eight documents: every relevant one is in the top 10
+        assert result.metrics["recall@100"] == 1.0
+        assert sorted(result.ndcg_by_query) == ["q1", "q2", "q3", "q4", "q5"]
+        assert result.metrics["ndcg@10"] == pytest.approx(sum(result.ndcg_by_query.values()) / 5)
+        assert 0 < result.latency_p50_ms <= result.latency_p95_ms
+        assert result.queries == 5
+    hybrid = report.results[2]
+    assert hybrid.metrics["hit@1"] == 1.0 and hybrid.metrics["ndcg@10"] == 1.0, hybrid  # paraphrases of one abstract each
+
+    out = tmp_path / "out"
+    assert json.loads((out / "evaluation.json").read_text())["results"][2]["metrics"] == hybrid.metrics
+    markdown = (out / "evaluation.md").read_text()
+    assert "| mode | ndcg@10 |" in markdown and "| hybrid | 1.0000 |" in markdown
+    assert (out / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "evaluation.png").stat().st_size > 10_000  # a drawn chart, not an empty canvas
+    artifacts = _artifact("evaluation-tiny-beir")
+    assert artifacts and "| hybrid | 1.0000 |" in artifacts[0].data
+
+    # the evaluation collection syncs like any ingest: a second run embeds nothing and scores the same
+    again = evaluate(str(beir), modes=["hybrid"], settings=settings, resources=Resources(embedder=embedder),
+                     output_dir=str(tmp_path / "out2"))
+    assert again.chunks_embedded == 0 and again.documents == 8
+    assert again.results[0].metrics == hybrid.metrics
+    assert (tmp_path / "data" / "index" / "eval-tiny-beir").is_dir()  # its own collection, not the user's
+
+
+def test_qa_file_with_sources_and_with_answers_only(examples, tmp_path, embedder):
+    settings = Settings(data_dir=tmp_path / "data")
+    questions = examples.parent / "questions.yaml"
+    report = evaluate(str(questions), modes=["dense", "hybrid"], documents=str(examples), settings=settings,
+                      resources=Resources(embedder=embedder), output_dir=str(tmp_path / "out"))
+    cases = yaml.safe_load(questions.read_text())
+    assert report.kind == "qa" and report.judged_queries == len(cases) == report.queries
+    assert report.documents == 14
+    hybrid = {r.mode: r for r in report.results}["hybrid"]
+    assert hybrid.metrics["hit@5"] >= 0.85, hybrid.ndcg_by_query
+
+    # no source given: the documents whose chunks contain the answer are the relevant ones
+    answers_only = tmp_path / "answers.yaml"
+    answers_only.write_text(yaml.safe_dump({"documents": str(examples), "questions": [
+        {"question": "What is the minimum length for a password?", "answer": "14 Characters"},
+        {"question": "Who books business trips?", "answer": "nordlys"},
+        {"question": "What colour is the CEO's car?", "answer": "no document says this"},
+    ]}), encoding="utf-8")
+    data = load_dataset(answers_only)
+    assert data.answers and not data.qrels
+    report = evaluate(str(answers_only), modes=["hybrid"], settings=settings, resources=Resources(embedder=embedder),
+                      output_dir=str(tmp_path / "out2"))
+    assert report.judged_queries == 2  # the third answer occurs nowhere: it cannot be judged
+    assert report.results[0].metrics["hit@5"] == 1.0, report.results[0].ndcg_by_query
+
+
+def test_bad_datasets_get_clear_errors(beir, tmp_path, examples):
+    with pytest.raises(DatasetError, match="not a BEIR dataset"):
+        load_dataset(tmp_path)
+    with pytest.raises(DatasetError, match="--documents"):
+        load_dataset(examples.parent / "questions.yaml")
+    missing = tmp_path / "missing-source.yaml"
+    missing.write_text(yaml.safe_dump([{"question": "Where?", "source": "nowhere.md"}]), encoding="utf-8")
+    with pytest.raises(DatasetError, match="'nowhere.md' is not in"):
+        load_dataset(missing, documents=examples)
+    unjudgeable = tmp_path / "unjudgeable.yaml"
+    unjudgeable.write_text(yaml.safe_dump([{"question": "Where?"}]), encoding="utf-8")
+    with pytest.raises(DatasetError, match="entry 1 needs an answer or a source"):
+        load_dataset(unjudgeable, documents=examples)
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"test.tsv:2: expected"):
+        read_qrels(beir)
+    with pytest.raises(DatasetError, match=r"qrels/dev.tsv"):
+        load_dataset(beir, split="dev")
+    (beir / "corpus.jsonl").write_text('{"_id": "d1", "text": "ok"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"corpus.jsonl:2: not JSON"):
+        list(BeirCorpusConnector("tiny", beir).run())
+    with pytest.raises(ValueError, match="unknown retrieval modes"):
+        evaluate(str(beir), modes=["dense", "fuzzy"], settings=Settings(data_dir=tmp_path / "data"))
