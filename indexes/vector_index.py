@@ -52,11 +52,8 @@ class SparseVector:
     values: tuple[float, ...]
 
     def to_wire(self) -> dict[str, list]:
+        """The JSON form backends and :class:`indexes.remote_index.RemoteIndex` pass on."""
         return {"indices": list(self.indices), "values": list(self.values)}
-
-    @classmethod
-    def from_wire(cls, wire: dict[str, list]) -> SparseVector:
-        return cls(tuple(int(i) for i in wire["indices"]), tuple(float(v) for v in wire["values"]))
 
 
 @dataclass(frozen=True)
