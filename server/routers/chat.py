@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows.answer import Answer, AnswerPipeline
 from server.dependencies import caller_groups, get_pipeline
-from server.routers.ask import CitationOut
+from server.routers.ask import CitationOut, SearchFilterIn
 from server.routers.models import ROUTE_MODEL
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -49,6 +49,8 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1, max_length=200)
     stream: bool = False
     user: str | None = Field(default=None, description="Recorded only; it grants no access.")
+    filter: SearchFilterIn | None = Field(
+        default=None, description="Enclave extension (OpenAI clients: extra_body): only these sources, types, dates.")
 
 
 class ResponseMessage(BaseModel):
@@ -129,7 +131,8 @@ async def chat_completions(
     groups: list[str] = Depends(caller_groups),
 ):
     question = _question(body)
-    answer = await run_in_threadpool(pipeline.ask, question, groups)
+    where = body.filter.to_search_filter() if body.filter else None
+    answer = await run_in_threadpool(pipeline.ask, question, groups, None, where)
     completion = _completion(answer, body.model)
     if body.stream:
         return StreamingResponse(_sse(completion), media_type="text/event-stream")

@@ -54,6 +54,11 @@ def test_ask_narrows_retrieval_by_the_callers_filter(client):
     bad_range = {"modified_from": "2026-02-01T00:00:00Z", "modified_to": "2026-01-01T00:00:00Z"}
     assert client.post("/v1/ask", json={**question, "filter": bad_range}).status_code == 422
     assert client.post("/v1/ask", json={**question, "filter": {"modified_from": "last tuesday"}}).status_code == 422
+    # the OpenAI-compatible endpoint takes the same filter as an extension field (extra_body in OpenAI clients)
+    chat = client.post("/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": question["question"]}], "filter": {"doc_types": ["pdf"]}})
+    assert chat.status_code == 200, chat.text
+    assert chat.json()["citations"] and all(c["uri"].endswith(".pdf") for c in chat.json()["citations"])
 
 
 def test_chat_completion_is_openai_shaped_with_citations(client):
