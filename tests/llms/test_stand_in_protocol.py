@@ -9,7 +9,12 @@ import time
 import httpx
 import ollama
 import pytest
-from standins.ollama_server import NO_ANSWER, OllamaStandIn, answer_for, first_passage_sentence
+from standins.ollama_server import (
+    NO_ANSWER,
+    OllamaStandIn,
+    answer_for,
+    first_passage_sentence,
+)
 
 MODEL = "llama3.1:8b"
 
@@ -142,3 +147,117 @@ def test_answer_rules():
         NO_ANSWER
     )
     assert answer_for([]) == NO_ANSWER
+
+
+# -- the streaming faults, as the official client meets them ---------------------------------------
+
+TIMEOUT = 0.5  # the client's timeout where a test waits for it
+STALL = 20.0  # every stall is far longer than TIMEOUT
+SOON = 3.0  # the bound for "raised at once" / "raised at the timeout", generous for a loaded CI machine
+
+
+def since(started: float) -> float:
+    return time.perf_counter() - started
+
+
+def test_refused_connections_differ_streaming_or_not(ollama_server, request_hx400):
+    client = ollama.Client(host=ollama_server.url, timeout=10)
+    client.chat(model=MODEL, messages=request_hx400.messages, stream=False)  # a keep-alive connection in the pool
+
+    ollama_server.refuse_connections = True
+    started = time.perf_counter()
+    with pytest.raises(ConnectionError, match="Failed to connect to Ollama"):  # the builtin: the client maps it
+        client.chat(model=MODEL, messages=request_hx400.messages, stream=False)
+    with pytest.raises(httpx.ConnectError):  # streaming, the client lets httpx's own error through
+        list(client.chat(model=MODEL, messages=request_hx400.messages, stream=True))
+    assert since(started) < SOON
+    assert len(ollama_server.requests) == 1
+
+    ollama_server.refuse_connections = False
+    assert client.chat(model=MODEL, messages=request_hx400.messages, stream=False).message.content.endswith("[1]")
+
+
+def test_a_stall_before_the_first_token_is_a_read_timeout(ollama_server, request_hx400):
+    ollama_server.stall_before_first_token = STALL
+    client = ollama.Client(host=ollama_server.url, timeout=TIMEOUT)
+
+    def whole():
+        return client.chat(model=MODEL, messages=request_hx400.messages, stream=False)
+
+    def streamed():
+        return list(client.chat(model=MODEL, messages=request_hx400.messages, stream=True))
+
+    for ask in (whole, streamed):
+        started = time.perf_counter()
+        with pytest.raises(httpx.ReadTimeout):  # not wrapped by the client, streaming or not
+            ask()
+        assert TIMEOUT * 0.9 <= since(started) < TIMEOUT + SOON
+    assert len(ollama_server.chat_requests) == 2
+    assert [m.model for m in client.list().models] == [MODEL]  # only chats are stalled
+
+
+def test_a_stall_after_the_first_token_is_a_read_timeout_mid_stream(ollama_server, request_hx400):
+    ollama_server.stall_after_first_token = STALL
+    client = ollama.Client(host=ollama_server.url, timeout=TIMEOUT)
+    got = []
+
+    started = time.perf_counter()
+    with pytest.raises(httpx.ReadTimeout):
+        for chunk in client.chat(model=MODEL, messages=request_hx400.messages, stream=True):
+            got.append(chunk)  # noqa: PERF402 - a loop keeps the chunks that came before the error
+
+    assert TIMEOUT * 0.9 <= since(started) < TIMEOUT + SOON
+    assert [(c.message.content, c.done) for c in got] == [("The", False)]
+
+
+def test_a_stream_cut_mid_body_is_a_protocol_error(ollama_server, request_hx400):
+    ollama_server.cut_stream_after = 3
+    client = ollama.Client(host=ollama_server.url, timeout=10)
+    got = []
+
+    started = time.perf_counter()
+    with pytest.raises(httpx.RemoteProtocolError):
+        for chunk in client.chat(model=MODEL, messages=request_hx400.messages, stream=True):
+            got.append(chunk)  # noqa: PERF402 - a loop keeps the chunks that came before the error
+
+    assert since(started) < SOON
+    assert "".join(c.message.content for c in got) == "The HX-400 is"
+    assert not any(c.done for c in got)
+
+
+def test_a_stream_cut_cleanly_just_ends_without_done(ollama_server, request_hx400):
+    ollama_server.cut_stream_after = 3
+    ollama_server.cut_stream_cleanly = True
+    client = ollama.Client(host=ollama_server.url, timeout=10)
+
+    got = list(client.chat(model=MODEL, messages=request_hx400.messages, stream=True))
+
+    assert "".join(c.message.content for c in got) == "The HX-400 is"
+    assert [c.done for c in got] == [False] * 3  # no error: only the missing done line tells
+
+
+def test_a_malformed_line_raises_a_json_error_mid_stream(ollama_server, request_hx400):
+    ollama_server.malformed_stream = True
+    client = ollama.Client(host=ollama_server.url, timeout=10)
+    got = []
+
+    with pytest.raises(json.JSONDecodeError):
+        for chunk in client.chat(model=MODEL, messages=request_hx400.messages, stream=True):
+            got.append(chunk)  # noqa: PERF402 - a loop keeps the chunks that came before the error
+
+    assert [c.message.content for c in got] == ["The", " HX-400", " is", " a", " centrifugal", " pump"]
+    whole = client.chat(model=MODEL, messages=request_hx400.messages, stream=False)  # non-stream is whole
+    assert whole.message.content == "The HX-400 is a centrifugal pump rated for 400 litres per minute. [1]"
+
+
+def test_faults_set_at_construction_apply_from_the_start(request_hx400):
+    with OllamaStandIn(models=[MODEL], refuse_connections=True, cut_stream_after=1) as server:
+        client = ollama.Client(host=server.url, timeout=10)
+        with pytest.raises(ConnectionError):
+            client.chat(model=MODEL, messages=request_hx400.messages, stream=False)
+        server.refuse_connections = False
+        got = []
+        with pytest.raises(httpx.RemoteProtocolError):
+            for chunk in client.chat(model=MODEL, messages=request_hx400.messages, stream=True):
+                got.append(chunk)  # noqa: PERF402 - a loop keeps the chunks that came before the error
+        assert [c.message.content for c in got] == ["The"]
