@@ -29,8 +29,12 @@ class ExtractiveGenerator:
         print(generation.text)   # "No language model was reachable, ... \\n\\n- The HX-400 ... [2]"
 
     Similarity is the cosine of sentence and question embeddings; without ``embed`` it falls back to
-    word overlap. ``max_sentences`` sentences at most are quoted, in order of similarity. With no
-    passages it says the documents hold nothing relevant. Never raises GeneratorUnavailable.
+    word overlap. A sentence's similarity is weighted by how strongly retrieval ranked its passage,
+    ``0.5 + 0.5 * score / best score`` (passages with a ``score``, e.g. ``ScoredChunk``): a sentence of
+    a passage that only shares words with the question (hybrid search brings those in) does not
+    outrank one of the passage retrieval put first. ``max_sentences`` sentences at most are quoted,
+    best first. With no passages it says the documents hold nothing relevant. Never raises
+    GeneratorUnavailable.
     """
 
     def __init__(
@@ -54,6 +58,8 @@ class ExtractiveGenerator:
         if not candidates:
             return Generation(text=NO_CONTEXT_ANSWER, generator=self.name, model="extractive", locality=self.locality)
         scores = self._scores(request.question, [sentence for _, sentence in candidates])
+        weights = _passage_weights(request.passages)
+        scores = scores * np.array([weights[number - 1] for number, _ in candidates])
         best = np.argsort(-scores, kind="stable")[: self.max_sentences]
         lines = [f"- {candidates[i][1]} [{candidates[i][0]}]" for i in best]
         return Generation(
@@ -71,6 +77,16 @@ class ExtractiveGenerator:
         return np.array(
             [len(asked & {w.lower() for w in _WORD.findall(s)}) / (1 + len(_WORD.findall(s))) ** 0.5 for s in sentences]
         )
+
+
+def _passage_weights(passages) -> list[float]:
+    """Per passage, ``0.5 + 0.5 * score / best score`` clamped to [0.5, 1]; 1 for passages without a score."""
+    scores = [getattr(p, "score", None) for p in passages]
+    known = [s for s in scores if isinstance(s, (int, float))]
+    top = max(known, default=0.0)
+    if top <= 0:
+        return [1.0] * len(passages)
+    return [1.0 if s is None else 0.5 + 0.5 * min(max(s / top, 0.0), 1.0) for s in scores]
 
 
 def split_sentences(text: str, min_words: int = 3, max_chars: int = 400, label_words: int = 8) -> list[str]:

@@ -135,3 +135,24 @@ def test_runs_on_a_request_built_by_hand(passage):
     )
 
     assert quoted(ExtractiveGenerator().run(request).text) == [("The housing is painted signal red.", 1)]
+
+
+def test_the_passage_retrieval_ranked_first_outweighs_a_mere_word_match():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Scored:
+        title: str
+        section: str
+        text: str
+        score: float
+
+    question = "What will there be at the family day?"
+    top = Scored("family-day.eml", "", "There will be face painting and a petting zoo at the party.", 0.0333)
+    lexical = Scored("novel.txt", "", "The family day there will be a quiet one at home, they said.", 0.0150)
+    request = GenerationRequest(question, [top, lexical], [])
+    # word overlap alone prefers the novel's sentence; weighted by retrieval (0.5 + 0.5 * 0.015/0.0333) it drops
+    unweighted = ExtractiveGenerator(max_sentences=1).run(
+        GenerationRequest(question, [Scored(p.title, "", p.text, 1.0) for p in (top, lexical)], []))
+    assert unweighted.text.endswith("[2]")
+    assert ExtractiveGenerator(max_sentences=1).run(request).text.endswith("face painting and a petting zoo at the party. [1]")
