@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from collections.abc import Iterator
 from typing import Literal
 
 import httpx
 import ollama
 
-from llms.generator import Generation, GenerationRequest, GeneratorUnavailable
+from llms.generator import (
+    Generation,
+    GenerationRequest,
+    GeneratorUnavailable,
+    Usage,
+    collect,
+)
 
 
 class OllamaGenerator:
-    """Chat completion on an Ollama server.
+    """Streamed chat completion on an Ollama server.
 
     Usage::
 
         generator = OllamaGenerator("llama3.1:8b")                 # host: $OLLAMA_HOST or 127.0.0.1:11434
+        for item in generator.stream(request):                     # text pieces, then one Usage
+            ...
         generation = generator.run(GenerationRequest(question, passages, answer_messages(question, passages)))
         generation.text, generation.tokens_in, generation.tokens_out
 
-    ``timeout`` is in seconds, applied by httpx to connecting and to each read; Ollama sends nothing
-    until it has finished a non-streamed answer, so it bounds the whole generation. A refused connection, a timeout, HTTP 5xx or 429,
-    and a model the server does not have (404) raise GeneratorUnavailable, so a chain tries the next
-    generator; other HTTP errors too, with the server's message.
+    Time limits in seconds: ``connect_timeout`` to connect, ``first_token_timeout`` for the first
+    piece and any later gap (Ollama loads a model before its first token: allow for that), ``timeout``
+    for the whole answer. A refused connection, a timeout, HTTP 5xx or 429, a model the server does not
+    have (404), a malformed stream and one that ends before its ``done`` line raise
+    GeneratorUnavailable, so a chain tries the next generator; other HTTP errors too, with the
+    server's message.
     """
 
     def __init__(
@@ -34,10 +47,14 @@ class OllamaGenerator:
         name: str = "ollama",
         locality: Literal["local", "external"] = "local",
         options: dict | None = None,
+        first_token_timeout: float | None = None,
+        connect_timeout: float = 5.0,
     ) -> None:
         self.model = model
         self.host = host or os.environ.get("OLLAMA_HOST") or None
         self.timeout = timeout
+        self.first_token_timeout = first_token_timeout or timeout
+        self.connect_timeout = connect_timeout
         self.name = name
         self.locality = locality
         self.options = {"temperature": 0.0, **(options or {})}
@@ -46,29 +63,39 @@ class OllamaGenerator:
     @property
     def client(self) -> ollama.Client:
         if self._client is None:
-            self._client = ollama.Client(host=self.host, timeout=self.timeout)
+            read = min(self.first_token_timeout, self.timeout)
+            self._client = ollama.Client(host=self.host, timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout,
+                                                                                  read=read))
         return self._client
 
-    def run(self, request: GenerationRequest) -> Generation:
-        """Answer ``request`` with the model; raises GeneratorUnavailable (see the class docstring)."""
+    def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
+        """Yield the answer's text as it arrives, then its :class:`Usage`. Raises GeneratorUnavailable
+        (see the class docstring), possibly after some pieces were yielded."""
+        deadline = time.monotonic() + self.timeout
+        done: ollama.ChatResponse | None = None
         try:
-            response = self.client.chat(model=self.model, messages=request.messages, stream=False, options=self.options)
+            for part in self.client.chat(model=self.model, messages=request.messages, stream=True, options=self.options):
+                if part.message and part.message.content:
+                    yield part.message.content
+                if part.done:
+                    done = part
+                if time.monotonic() > deadline:
+                    raise GeneratorUnavailable(self.name, f"no complete answer within {self.timeout:g} s")
         except ollama.ResponseError as exc:
             if exc.status_code == 404:
                 raise GeneratorUnavailable(self.name, f"model {self.model!r} not found on the server") from exc
             raise GeneratorUnavailable(self.name, f"HTTP {exc.status_code}: {exc.error}") from exc
         except httpx.TimeoutException as exc:
-            raise GeneratorUnavailable(self.name, f"timed out after {self.timeout:g} s") from exc
-        except (ConnectionError, httpx.TransportError) as exc:
+            raise GeneratorUnavailable(self.name, f"timed out (connect {self.connect_timeout:g} s, "
+                                                  f"first token {self.first_token_timeout:g} s)") from exc
+        except (ConnectionError, httpx.ConnectError) as exc:
             raise GeneratorUnavailable(self.name, f"cannot connect to Ollama at {self.host or '127.0.0.1:11434'}") from exc
-        text = (response.message.content or "").strip()
-        if not text:
-            raise GeneratorUnavailable(self.name, "the model returned an empty answer")
-        return Generation(
-            text=text,
-            generator=self.name,
-            model=self.model,
-            locality=self.locality,
-            tokens_in=int(response.prompt_eval_count or 0),
-            tokens_out=int(response.eval_count or 0),
-        )
+        except (httpx.TransportError, json.JSONDecodeError, ValueError) as exc:
+            raise GeneratorUnavailable(self.name, f"the stream broke: {type(exc).__name__}: {exc}") from exc
+        if done is None:
+            raise GeneratorUnavailable(self.name, "the stream ended before the answer was finished")
+        yield Usage(int(done.prompt_eval_count or 0), int(done.eval_count or 0))
+
+    def run(self, request: GenerationRequest) -> Generation:
+        """The whole answer; raises GeneratorUnavailable (see the class docstring)."""
+        return collect(self, request)

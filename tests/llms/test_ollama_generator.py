@@ -27,14 +27,14 @@ def test_answers_with_text_and_token_counts(ollama_server, request_hx400):
     assert generation.tokens_out == len(EXPECTED.split())
 
 
-def test_sends_one_non_streaming_chat_request(ollama_server, request_hx400):
+def test_sends_one_streaming_chat_request(ollama_server, request_hx400):
     generator = OllamaGenerator(MODEL, host=ollama_server.url, timeout=10, options={"num_ctx": 4096})
 
     generator.run(request_hx400)
 
     assert ollama_server.calls == [("POST", "/api/chat")]
     (body,) = ollama_server.requests
-    assert body["stream"] is False
+    assert body["stream"] is True  # streamed: pieces reach the caller as Ollama makes them
     assert body["model"] == MODEL
     assert [m["role"] for m in body["messages"]] == ["system", "user"]
     assert body["messages"][1]["content"] == request_hx400.messages[1]["content"]

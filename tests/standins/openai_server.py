@@ -232,6 +232,7 @@ class OpenAIStandIn(StandIn):
 
     handler_class = _Handler
     name = "OpenAI stand-in"
+    chat_path = "/v1/chat/completions"  # the requests ``chat_requests`` lists
 
     def __init__(
         self,
@@ -257,7 +258,7 @@ class OpenAIStandIn(StandIn):
     def chat_requests(self) -> list[dict[str, Any]]:
         """The records of the ``POST /v1/chat/completions`` requests received, in order."""
         with self._lock:
-            return [r for r in self.requests if r["method"] == "POST" and r["path"] == "/v1/chat/completions"]
+            return [r for r in self.requests if r["method"] == "POST" and r["path"] == self.chat_path]
 
     def received_text(self) -> str:
         """Every request body received, raw, then every string in it decoded (JSON escapes undone), one
