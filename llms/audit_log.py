@@ -8,7 +8,7 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -38,6 +38,11 @@ class AuditRecord:
 
 
 Record = TypeVar("Record")
+
+
+def now_iso() -> str:
+    """The current time, ISO 8601 UTC, to the millisecond."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class JsonLinesLog(Generic[Record]):

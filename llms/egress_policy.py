@@ -108,8 +108,12 @@ class EgressPolicy:
         """The decision for sending ``question``, ``history`` (chat messages: role, content) and
         ``passages`` to an external generator."""
         limit = label_rank(self.max_label)
-        kept = [(n, p) for n, p in enumerate(passages, start=1) if label_rank(p.classification) <= limit]
-        withheld = tuple(p.id for p in passages if label_rank(p.classification) > limit)
+
+        def label(passage: LabelledPassage) -> str | None:
+            return getattr(passage, "classification", None)  # none at all: restricted, like an unknown one
+
+        kept = [(n, p) for n, p in enumerate(passages, start=1) if label_rank(label(p)) <= limit]
+        withheld = tuple(getattr(p, "id", "") for p in passages if label_rank(label(p)) > limit)
         if passages and not kept:
             reason = (f"all {len(passages)} passages are labelled above {self.max_label!r}, the most this "
                       "generator may receive; the answer needs them, so it stays local")
@@ -124,11 +128,13 @@ class EgressPolicy:
             return redacted.text
 
         outgoing = tuple(
-            OutgoingPassage(p.id, clean(p.title), clean(p.section), clean(p.text), p.classification) for _, p in kept
+            OutgoingPassage(getattr(p, "id", ""), clean(p.title), clean(p.section), clean(p.text), label(p))
+            for _, p in kept
         )
         history_out = tuple({"role": m["role"], "content": clean(m.get("content", ""))} for m in history)
         return EgressDecision(
             allowed=True, reason="", question=clean(question), history=history_out, passages=outgoing,
-            passage_numbers=tuple(n for n, _ in kept), sent=tuple(p.id for _, p in kept), withheld=withheld,
+            passage_numbers=tuple(n for n, _ in kept), sent=tuple(getattr(p, "id", "") for _, p in kept),
+            withheld=withheld,
             redactions=dict(counts),
         )

@@ -4,22 +4,15 @@ is refused when no context may leave, and every outgoing text goes through the r
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 
 from enclave.settings import CLASSIFICATIONS
 from llms.egress_policy import EgressPolicy, label_rank
-
-
-@dataclass(frozen=True)
-class Chunk:
-    id: str
-    title: str
-    section: str
-    text: str
-    classification: str
+from llms.egress_policy import (
+    OutgoingPassage as Chunk,  # a labelled passage, as a test builds one
+)
 
 
 def _chunks(labels):

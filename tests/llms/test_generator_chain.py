@@ -115,7 +115,7 @@ def test_an_unexpected_error_is_not_swallowed(request_hx400):
 def test_generator_unavailable_from_any_generator_moves_on(request_hx400):
     class Refuses:
         name = "refuses"
-        locality = "external"
+        locality = "local"  # an external one would not even be called: these passages carry no label
 
         def run(self, request):
             raise GeneratorUnavailable(self.name, "quota exhausted")
