@@ -271,7 +271,7 @@ def ask(
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     try:
-        answer = pipeline.ask(question, group or settings.server.default_groups)
+        answer = pipeline.ask(question, group or settings.server.default_groups, principal=_principal())
     except AllGeneratorsFailed as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
@@ -285,7 +285,109 @@ def ask(
             console.print(f"  [{c.number}] {c.title}{where}  ({c.uri})", markup=False, soft_wrap=True)
     route = " → ".join(a.generator + (f" (failed: {a.error})" if a.error else "") for a in answer.attempts)
     console.print(f"\n[dim]route: {route}; model: {answer.model}; tokens in/out: {answer.tokens_in}/{answer.tokens_out}; "
-                  f"{answer.seconds:.2f} s[/dim]", soft_wrap=True)
+                  f"cost: ${answer.cost:.6f}; {answer.seconds:.2f} s[/dim]", soft_wrap=True)
+
+
+def _since(value: Optional[str]):  # -> datetime | None
+    """``--since``: an ISO 8601 date or datetime (UTC if no zone), or ``7d`` / ``12h`` ago."""
+    from datetime import UTC, datetime, timedelta
+
+    if not value:
+        return None
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    if value[-1:] in units and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{units[value[-1]]: int(value[:-1])})
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        err.print(f"[red]--since {value!r}: give an ISO 8601 date (2026-11-01), a datetime, or 7d / 12h[/red]")
+        raise typer.Exit(2) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def audit(
+    since: Optional[str] = typer.Option(None, "--since", help="From this date/datetime, or 7d / 12h ago."),
+    principal: Optional[str] = typer.Option(None, "--principal", help="Only calls made for this principal."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="Only calls to this generator."),
+    outcome: Optional[str] = typer.Option(None, "--outcome", help="sent, failed or refused."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """List the audit records of external calls: who asked, which generator, which chunks left and
+    which were withheld, redactions, tokens and cost. Refused calls sent nothing."""
+    settings = _settings(config)
+    from flows.components import audit_path
+    from llms.audit_log import AuditLog
+
+    filters = {k: v for k, v in {"principal": principal, "generator": generator, "outcome": outcome}.items() if v}
+    records = list(AuditLog(audit_path(settings)).records(since=_since(since), **filters))
+    if console.is_terminal:
+        table = Table("time", "principal", "generator", "model", "outcome", "sent", "withheld", "redactions",
+                      "tokens in/out", "cost $", title=f"{len(records)} external calls")
+        for r in records:
+            table.add_row(r.time, r.principal, r.generator, r.model, r.outcome, str(len(r.chunks_sent)),
+                          str(len(r.chunks_withheld)), ", ".join(f"{k} {n}" for k, n in sorted(r.redactions.items())),
+                          f"{r.tokens_in}/{r.tokens_out}", f"{r.cost:.6f}")
+        console.print(table)
+    else:  # logs and pipes: one JSON object per line, every field
+        import json
+        from dataclasses import asdict
+
+        for r in records:
+            print(json.dumps(asdict(r), sort_keys=True))
+
+
+@app.command()
+def costs(
+    since: Optional[str] = typer.Option(None, "--since", help="From this date/datetime, or 7d / 12h ago."),
+    compare_with: Optional[str] = typer.Option(None, "--compare-with", help="An external model to price all tokens on."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Spend by generator (answers, tokens, seconds, dollars) and what the same tokens would have cost
+    on an external model (--compare-with, default costs.compare_with)."""
+    settings = _settings(config)
+    from collections import defaultdict
+
+    from llms.cost_table import CostTable, TokenPrice
+    from llms.usage_log import UsageLog
+
+    prices = CostTable({m: TokenPrice(p.input, p.output) for m, p in settings.costs.models.items()})
+    model = compare_with or settings.costs.compare_with
+    if model and model not in prices.models:
+        err.print(f"[red]--compare-with {model!r} has no price in costs.models "
+                  f"(priced: {', '.join(sorted(prices.models)) or 'none'})[/red]")
+        raise typer.Exit(2)
+    rows: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0, 0.0, 0.0])
+    for r in UsageLog(Path(settings.data_dir) / "usage.jsonl").records(since=_since(since)):
+        row = rows[r.generator]
+        row[0] += 1
+        row[1] += r.tokens_in
+        row[2] += r.tokens_out
+        row[3] += r.seconds
+        row[4] += r.cost
+        row[5] += prices.tokens_cost(model, r.tokens_in, r.tokens_out) if model else 0.0
+    header = ["generator", "answers", "tokens in", "tokens out", "seconds", "cost $"] + ([f"on {model} $"] if model else [])
+    lines = [[name, f"{a:.0f}", f"{i:.0f}", f"{o:.0f}", f"{sec:.1f}", f"{c:.6f}"] + ([f"{alt:.6f}"] if model else [])
+             for name, (a, i, o, sec, c, alt) in sorted(rows.items())]
+    totals = [sum(v[k] for v in rows.values()) for k in range(6)]
+    lines.append(["total", f"{totals[0]:.0f}", f"{totals[1]:.0f}", f"{totals[2]:.0f}", f"{totals[3]:.1f}",
+                  f"{totals[4]:.6f}"] + ([f"{totals[5]:.6f}"] if model else []))
+    if console.is_terminal:
+        table = Table(*header, title="spend by generator")
+        for line in lines:
+            table.add_row(*line)
+        console.print(table)
+    else:
+        print("\t".join(header))
+        for line in lines:
+            print("\t".join(line))
+
+
+def _principal() -> str:
+    """Who runs the CLI, for the audit and usage logs: ``$ENCLAVE_PRINCIPAL`` or the login name."""
+    import getpass
+
+    return os.environ.get("ENCLAVE_PRINCIPAL") or getpass.getuser()
 
 
 @app.command()

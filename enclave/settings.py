@@ -183,20 +183,63 @@ class RetrievalSettings(BaseModel):
 
 
 class GeneratorSettings(BaseModel):
-    """One generator in the route. ``locality`` says whether calling it sends data outside."""
+    """One generator in the route. ``locality`` says whether calling it sends data outside: an
+    external generator receives only what the egress policy lets out (``max_label``, ``redact_pii``)."""
 
     name: str
-    kind: Literal["ollama", "extractive"]
-    model: str | None = Field(default=None, description="Model name, e.g. 'llama3.1:8b' for ollama.")
-    host: str | None = Field(default=None, description="Server URL; ollama defaults to $OLLAMA_HOST.")
-    timeout: float = Field(default=120.0, gt=0, description="Seconds for the whole call.")
-    locality: Literal["local", "external"] = "local"
+    kind: Literal["ollama", "openai", "anthropic", "extractive"]
+    model: str | None = Field(default=None, description="Model name, e.g. 'llama3.1:8b' for ollama, 'gpt-4o-mini'.")
+    host: str | None = Field(
+        default=None, description="Server URL: ollama defaults to $OLLAMA_HOST; openai to OpenAI's API (any "
+        "OpenAI-compatible base URL ending in /v1: Azure OpenAI, vLLM...); anthropic to Anthropic's API.")
+    api_key: SecretStr | None = Field(default=None, description="API key (openai, anthropic); or api_key_env.")
+    api_key_env: str | None = Field(default=None, description="Environment variable holding the API key.")
+    timeout: float = Field(default=120.0, gt=0, description="Seconds for the whole answer.")
+    first_token_timeout: float | None = Field(
+        default=None, gt=0, description="Seconds to the first piece of the answer, and between pieces (default: timeout).")
+    connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect.")
+    locality: Literal["local", "external"] | None = Field(
+        default=None, description="Default: external for openai and anthropic, local otherwise.")
+    max_label: Classification = Field(
+        default="internal", description="External only: the most sensitive label it may receive.")
+    redact_pii: bool = Field(default=True, description="External only: redact PII from what is sent.")
+    pii_entities: list[str] | None = Field(
+        default=None, description="External only: the PII types to redact (default: llms.pii_redactor's list).")
 
     @model_validator(mode="after")
     def _needs_model(self) -> GeneratorSettings:
-        if self.kind == "ollama" and not self.model:
-            raise ValueError(f"generator {self.name!r} of kind 'ollama' needs a model")
+        if self.kind != "extractive" and not self.model:
+            raise ValueError(f"generator {self.name!r} of kind {self.kind!r} needs a model")
+        if self.locality is None:
+            self.locality = "external" if self.kind in ("openai", "anthropic") else "local"
         return self
+
+    def key(self) -> str | None:
+        """The API key: ``api_key``, else the variable ``api_key_env`` names (None if neither is set)."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class TokenPriceSettings(BaseModel):
+    input: float = Field(ge=0, description="US dollars per 1M input tokens.")
+    output: float = Field(ge=0, description="US dollars per 1M output tokens.")
+
+
+class CostSettings(BaseModel):
+    """Prices: external models per token, local generators by the hour of hardware they use."""
+
+    models: dict[str, TokenPriceSettings] = Field(
+        default_factory=dict, description="Per external model name: $ per 1M input and output tokens.")
+    local_hourly: dict[str, float] = Field(
+        default_factory=dict, description="Per local generator name: hardware cost in $ per hour.")
+    compare_with: str | None = Field(
+        default=None, description="An external model `enclave costs` prices all tokens on, for comparison.")
+
+
+class CircuitBreakerSettings(BaseModel):
+    failures: int = Field(default=3, ge=1, description="Consecutive failures that make the route skip a generator.")
+    cooldown: float = Field(default=30.0, ge=0, description="Seconds before a skipped generator is tried again.")
 
 
 def _default_generators() -> list[GeneratorSettings]:
@@ -237,6 +280,8 @@ class Settings(BaseSettings):
     route: list[str] | None = Field(
         default=None, description="Generator names tried in order; default: all generators in the order listed."
     )
+    costs: CostSettings = Field(default_factory=CostSettings)
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     @field_validator("sources")

@@ -61,6 +61,7 @@ class Answer:
     tokens_in: int = 0
     tokens_out: int = 0
     seconds: float = 0.0
+    cost: float = 0.0
 
 
 def cited_numbers(text: str, passages: int) -> list[int]:
@@ -101,13 +102,14 @@ class AnswerPipeline:
     def index(self) -> VectorIndex:
         return self.retriever.index
 
-    def ask(self, question: str, groups: Sequence[str], top_k: int | None = None, where: SearchFilter | None = None) -> Answer:
+    def ask(self, question: str, groups: Sequence[str], top_k: int | None = None, where: SearchFilter | None = None,
+            principal: str = "anonymous") -> Answer:
         """Answer ``question`` from the chunks ``groups`` may see, narrowed by ``where`` (sources,
-        document types, modification dates)."""
+        document types, modification dates). ``principal`` (who asks) goes into the audit and usage logs."""
         started = time.perf_counter()
         passages = self.retriever.run(question, groups, top_k=top_k, where=where)
         request = GenerationRequest(question, passages, answer_messages(question, passages))
-        generation = self.chain.run(request)
+        generation = self.chain.run(request, principal=principal)
         numbers = cited_numbers(generation.text, len(passages))
         citations = [
             Citation(n, p.doc_id, p.title, p.uri, p.section, p.chunk, p.text, p.score)
@@ -118,7 +120,7 @@ class AnswerPipeline:
             question=question, text=generation.text, citations=citations, passages=passages,
             generator=generation.generator, model=generation.model, attempts=generation.attempts,
             tokens_in=generation.tokens_in, tokens_out=generation.tokens_out,
-            seconds=time.perf_counter() - started,
+            seconds=time.perf_counter() - started, cost=generation.cost,
         )
 
     def close(self) -> None:

@@ -17,10 +17,16 @@ from indexes.retriever import Retriever
 from indexes.server_index import ServerIndex
 from indexes.sparse_embedder import Bm25Embedder
 from indexes.vector_index import Fusion, VectorIndex, VectorIndexError
+from llms.anthropic_generator import AnthropicGenerator
+from llms.audit_log import AuditLog
+from llms.cost_table import CostTable, TokenPrice
+from llms.egress_policy import EgressPolicy
 from llms.extractive_generator import ExtractiveGenerator
 from llms.generator import Generator
 from llms.generator_chain import GeneratorChain
 from llms.ollama_generator import OllamaGenerator
+from llms.openai_generator import OpenAIGenerator
+from llms.usage_log import UsageLog
 
 
 def build_connector(source: SourceSettings) -> FilesystemConnector | BeirCorpusConnector:
@@ -87,13 +93,43 @@ def build_index(settings: Settings, dimension: int | None = None) -> VectorIndex
 
 
 def build_generator(spec: GeneratorSettings, embedder: DenseEmbedder) -> Generator:
+    limits = {"timeout": spec.timeout, "first_token_timeout": spec.first_token_timeout or spec.timeout,
+              "connect_timeout": spec.connect_timeout, "name": spec.name, "locality": spec.locality}
     if spec.kind == "ollama":
-        return OllamaGenerator(spec.model or "", host=spec.host, timeout=spec.timeout, name=spec.name, locality=spec.locality)
+        return OllamaGenerator(spec.model or "", host=spec.host, **limits)
+    if spec.kind == "openai":
+        return OpenAIGenerator(spec.model or "", base_url=spec.host, api_key=spec.key(), **limits)
+    if spec.kind == "anthropic":
+        return AnthropicGenerator(spec.model or "", base_url=spec.host, api_key=spec.key(), **limits)
     return ExtractiveGenerator(embed=embedder.embed, name=spec.name, locality=spec.locality)
 
 
+def audit_path(settings: Settings) -> Path:
+    """The audit log of external calls: ``<data_dir>/audit.jsonl``."""
+    return Path(settings.data_dir) / "audit.jsonl"
+
+
 def build_chain(settings: Settings, embedder: DenseEmbedder) -> GeneratorChain:
-    return GeneratorChain([build_generator(spec, embedder) for spec in settings.route_generators()])
+    """The route with its egress policies (one per external generator), audit log, prices and breakers."""
+    specs = settings.route_generators()
+    policies = {}
+    for spec in specs:
+        if spec.locality == "external":
+            redactor = None
+            if spec.redact_pii:
+                from llms.pii_redactor import (
+                    PiiRedactor,  # presidio loads only where PII is redacted
+                )
+
+                redactor = PiiRedactor(entities=spec.pii_entities)
+            policies[spec.name] = EgressPolicy(spec.max_label, redactor=redactor)
+    c = settings.costs
+    costs = CostTable({m: TokenPrice(p.input, p.output) for m, p in c.models.items()}, dict(c.local_hourly))
+    return GeneratorChain([build_generator(spec, embedder) for spec in specs], policies=policies,
+                          audit=AuditLog(audit_path(settings)), costs=costs,
+                          usage=UsageLog(Path(settings.data_dir) / "usage.jsonl"),
+                          breaker_failures=settings.circuit_breaker.failures,
+                          breaker_cooldown=settings.circuit_breaker.cooldown)
 
 
 class Resources:

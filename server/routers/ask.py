@@ -67,6 +67,7 @@ class AskResponse(BaseModel):
     route: list[AttemptOut] = Field(description="Every generator tried, in order, with its error if it failed.")
     tokens_in: int
     tokens_out: int
+    cost: float = Field(description="US dollars: tokens at the model's price, or a local generator's hardware time.")
     seconds: float
 
 
@@ -76,7 +77,7 @@ def ask_response(answer: Answer) -> AskResponse:
         citations=[CitationOut(**c.__dict__) for c in answer.citations],
         generator=answer.generator, model=answer.model,
         route=[AttemptOut(**a.__dict__) for a in answer.attempts],
-        tokens_in=answer.tokens_in, tokens_out=answer.tokens_out, seconds=answer.seconds,
+        tokens_in=answer.tokens_in, tokens_out=answer.tokens_out, cost=answer.cost, seconds=answer.seconds,
     )
 
 

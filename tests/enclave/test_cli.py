@@ -63,6 +63,7 @@ def test_ask_prints_a_cited_answer(workdir):
     assert "expired TLS certificate" in result.stdout
     assert "incident-postmortem-inc-2291.md" in result.stdout
     assert "route: ollama (failed:" in result.stdout and "extractive" in result.stdout
+    assert "tokens in/out:" in result.stdout and "cost: $" in result.stdout
 
 
 def test_invalid_config_names_the_field(tmp_path):
@@ -87,3 +88,62 @@ def test_eval_prints_the_table_and_writes_the_report(tmp_path, examples):
     assert bad_mode.returncode == 2 and "fuzzy" in bad_mode.stderr
     no_documents = _enclave("eval", str(questions), cwd=tmp_path)
     assert no_documents.returncode == 2 and "--documents" in no_documents.stderr
+
+
+def test_audit_and_costs_report_the_records_of_a_session(tmp_path):
+    """Answers made in this process (one external through the OpenAI stand-in, one refused by policy,
+    one local) leave records that `enclave audit` and `enclave costs` read back."""
+    import json
+    from types import SimpleNamespace
+
+    from standins.openai_server import OpenAIStandIn
+
+    from enclave.settings import Settings
+    from flows.components import build_chain
+    from llms.generator import GenerationRequest
+    from prompts import answer_messages
+
+    class Chunk:
+        def __init__(self, id_, label):
+            self.id, self.classification, self.title, self.section = id_, label, "Price list", ""
+            self.text = "The HX-400 costs NOK 12,000. Ask ola@halvard.no."
+
+    with OpenAIStandIn(models=["gpt-4o-mini"]) as server:
+        config = {
+            "data_dir": str(tmp_path / "data"),
+            "generators": [
+                {"name": "gpt", "kind": "openai", "model": "gpt-4o-mini", "host": server.url, "api_key": "test",
+                 "max_label": "internal", "redact_pii": True},
+                {"name": "extractive", "kind": "extractive"},
+            ],
+            "costs": {"models": {"gpt-4o-mini": {"input": 0.15, "output": 0.60}}, "local_hourly": {"extractive": 3600.0}},
+        }
+        (tmp_path / "enclave.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        chain = build_chain(Settings(**config), embedder=SimpleNamespace(embed=None))  # extractive: word overlap
+        ask = [Chunk("c-public", "public"), Chunk("c-board", "restricted")]
+        sent = chain.run(GenerationRequest("What does it cost?", ask, answer_messages("What does it cost?", ask)), "ola")
+        refused = chain.run(GenerationRequest("Board?", ask[1:], answer_messages("Board?", ask[1:])), "kari")
+        [stand_in_usage] = [json.loads(r["raw"]) for r in server.chat_requests]
+    assert sent.generator == "gpt" and refused.generator == "extractive"
+
+    audit = _enclave("audit", cwd=tmp_path)
+    assert audit.returncode == 0, audit.stderr
+    records = [json.loads(line) for line in audit.stdout.splitlines()]
+    assert [(r["principal"], r["outcome"]) for r in records] == [("ola", "sent"), ("kari", "refused")]
+    assert records[0]["chunks_sent"] == ["c-public"] and records[0]["chunks_withheld"] == ["c-board"]
+    assert records[0]["redactions"] == {"EMAIL_ADDRESS": 1}
+    prompt_words = sum(len(m["content"].split()) for m in stand_in_usage["messages"])
+    assert (records[0]["tokens_in"], records[0]["tokens_out"]) == (prompt_words, len(sent.text.split()))
+    assert records[0]["cost"] == pytest.approx((prompt_words * 0.15 + len(sent.text.split()) * 0.60) / 1e6)
+    only_kari = _enclave("audit", "--principal", "kari", "--outcome", "refused", cwd=tmp_path)
+    assert [json.loads(line)["principal"] for line in only_kari.stdout.splitlines()] == ["kari"]
+    assert _enclave("audit", "--since", "2999-01-01", cwd=tmp_path).stdout == ""
+    assert _enclave("audit", "--since", "last tuesday", cwd=tmp_path).returncode == 2
+
+    costs = _enclave("costs", "--compare-with", "gpt-4o-mini", cwd=tmp_path)
+    assert costs.returncode == 0, costs.stderr
+    rows = {line.split("\t")[0]: line.split("\t") for line in costs.stdout.splitlines()[1:]}
+    assert rows["gpt"][1] == "1" and float(rows["gpt"][5]) == pytest.approx(records[0]["cost"], abs=1e-6)
+    assert rows["extractive"][1] == "1" and float(rows["extractive"][5]) > 0  # local: priced by the hour
+    assert rows["total"][1] == "2"
+    assert _enclave("costs", "--compare-with", "unpriced-model", cwd=tmp_path).returncode == 2

@@ -29,7 +29,8 @@ def test_ask_cites_the_document_that_holds_the_answer(client):
         assert citation["uri"].startswith("file://") and citation["text"]
     assert body["generator"] == "extractive"
     assert [a["generator"] for a in body["route"]] == ["ollama", "extractive"]
-    assert "cannot connect" in body["route"][0]["error"]
+    # Ollama is down: refused, or (after repeated refusals in this session's shared pipeline) skipped by its breaker
+    assert "cannot connect" in body["route"][0]["error"] or body["route"][0]["error"].startswith("skipped: failing")
 
 
 def test_ask_rejects_bad_requests_with_4xx(client):
