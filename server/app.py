@@ -13,7 +13,7 @@ from flows.answer import AnswerPipeline
 from llms.generator_chain import AllGeneratorsFailed
 from indexes.edge_index import EdgeIndex
 from indexes.remote_index import IndexOwner
-from server.routers import ask, chat, health, index, models
+from server.routers import ask, chat, health, index, models, retrieve
 
 
 def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index_url: str | None = None) -> FastAPI:
@@ -25,7 +25,8 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
         uvicorn.run(app, host="127.0.0.1", port=8000)
 
     A ``pipeline`` passed in is used as is and left open. Routes: ``GET /healthz``, ``GET /v1/models``,
-    ``POST /v1/ask``, ``POST /v1/chat/completions``. When no generator answers, requests get 503.
+    ``POST /v1/ask``, ``POST /v1/retrieve``, ``POST /v1/chat/completions``. When no generator answers, requests
+    get 503.
 
     ``index_url``: the URL other processes on this machine reach this server at. Given one, and an
     embedded index, the server claims the index (``owner.json`` beside the shard, see
@@ -57,6 +58,6 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
     async def _no_generator(request: Request, exc: AllGeneratorsFailed) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
-    for router in (health.router, models.router, ask.router, chat.router, index.router):
+    for router in (health.router, models.router, ask.router, retrieve.router, chat.router, index.router):
         app.include_router(router)
     return app

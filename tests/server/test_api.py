@@ -119,11 +119,11 @@ def test_documents_outside_the_callers_groups_never_appear(client, halvard_pipel
 
 def test_with_ollama_up_the_answer_comes_from_the_model_with_its_citation(halvard_settings, halvard_pipeline):
     from fastapi.testclient import TestClient
+    from standins.ollama_server import OllamaStandIn
 
     from flows.answer import AnswerPipeline
     from llms import ExtractiveGenerator, GeneratorChain, OllamaGenerator
     from server.app import create_app
-    from standins.ollama_server import OllamaStandIn
 
     with OllamaStandIn(models=["llama3.1:8b"]) as ollama_server:
         chain = GeneratorChain([OllamaGenerator("llama3.1:8b", host=ollama_server.url, timeout=10), ExtractiveGenerator()])
@@ -137,3 +137,21 @@ def test_with_ollama_up_the_answer_comes_from_the_model_with_its_citation(halvar
     # the prompt the model saw holds the numbered passages and the question
     prompt = request["messages"][-1]["content"]
     assert prompt.startswith("Context passages:") and "[1] " in prompt and "minimum length for a password" in prompt
+
+
+def test_retrieve_returns_the_chunks_the_caller_may_see(client):
+    response = client.post("/v1/retrieve", json={"query": "minimum length for a password", "top_k": 5})
+    assert response.status_code == 200, response.text
+    chunks = response.json()["chunks"]
+    assert chunks[0]["uri"].endswith("/it-security-policy.md") and "14 characters" in chunks[0]["text"]
+    assert [c["score"] for c in chunks] == sorted((c["score"] for c in chunks), reverse=True)
+    assert set(chunks[0]) == {"id", "doc_id", "title", "uri", "section", "chunk", "text", "score", "classification"}
+    for mode in ("hybrid", "dense", "sparse"):  # the board's document is outside the anonymous caller's groups
+        query = f"{CANARY_TOKEN} When does the acquisition of Fjordlys Optics close?"
+        found = client.post("/v1/retrieve", json={"query": query, "top_k": 100, "mode": mode}).json()["chunks"]
+        assert not any(CANARY_TOKEN in c["text"] for c in found), mode
+        assert found or mode == "sparse"  # dense always finds something; BM25 only chunks sharing a term
+    only_pdf = client.post("/v1/retrieve", json={"query": "warranty", "top_k": 20, "filter": {"doc_types": ["pdf"]}})
+    assert {c["uri"].rsplit(".", 1)[1] for c in only_pdf.json()["chunks"]} == {"pdf"}
+    for bad in ({"query": "  "}, {"query": "x", "top_k": 0}, {"query": "x", "mode": "fuzzy"}, {}):
+        assert client.post("/v1/retrieve", json=bad).status_code == 422, bad
