@@ -29,6 +29,7 @@ class AnthropicGenerator(ApiGenerator):
         for item in generator.stream(request):       # text deltas as they arrive, then one Usage
             ...
         generation = generator.run(request)
+        generator.reachable(timeout=2.0)             # None, or why not: "cannot connect to https://..."
 
     The request's system message goes to the API's ``system`` field, the rest as ``messages``.
     Time limits in seconds as for :class:`llms.openai_generator.OpenAIGenerator`. A refused
@@ -87,3 +88,18 @@ class AnthropicGenerator(ApiGenerator):
         if not stopped:
             raise GeneratorUnavailable(self.name, "the stream ended before the answer was finished")
         yield Usage(tokens_in, tokens_out)
+
+    def reachable(self, timeout: float = 2.0) -> str | None:
+        """None when the API answers its model list (``GET /v1/models?limit=1``) within ``timeout``
+        seconds; otherwise a short reason (``"cannot connect to ..."``, ``"HTTP 401: ..."``). Never raises."""
+        try:
+            self.client.models.list(limit=1, timeout=timeout)
+        except (anthropic.APITimeoutError, _http.TimeoutException):
+            return f"no answer within {timeout:g} s"
+        except anthropic.APIConnectionError:
+            return f"cannot connect to {self.client.base_url}"
+        except anthropic.APIStatusError as exc:
+            return f"HTTP {exc.status_code}: {str(exc.message).removeprefix(f'Error code: {exc.status_code} - ')}"
+        except Exception as exc:  # a malformed answer: report it, never raise
+            return f"{type(exc).__name__}: {exc}"
+        return None

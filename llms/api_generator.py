@@ -57,6 +57,11 @@ class ApiGenerator:
     def _make_client(self, read_timeout: float) -> Any:
         raise NotImplementedError
 
+    def reachable(self, timeout: float = 2.0) -> str | None:
+        """None when the API answers a cheap request (its model list) within ``timeout`` seconds,
+        otherwise a short reason; never raises. A subclass gives it."""
+        raise NotImplementedError
+
     def run(self, request: GenerationRequest) -> Generation:
         """The whole answer; raises GeneratorUnavailable (see the subclass)."""
         return collect(self, request)

@@ -49,6 +49,10 @@ class ExtractiveGenerator:
         self.name = name
         self.locality = locality
 
+    def reachable(self, timeout: float = 2.0) -> str | None:
+        """Always None: this generator needs no server."""
+        return None
+
     def run(self, request: GenerationRequest) -> Generation:
         candidates = [
             (number, sentence)

@@ -19,6 +19,8 @@ from llms.generator import (
     collect,
 )
 
+DEFAULT_HOST = "127.0.0.1:11434"
+
 
 class OllamaGenerator:
     """Streamed chat completion on an Ollama server.
@@ -30,6 +32,7 @@ class OllamaGenerator:
             ...
         generation = generator.run(GenerationRequest(question, passages, answer_messages(question, passages)))
         generation.text, generation.tokens_in, generation.tokens_out
+        generator.reachable(timeout=2.0)     # None, or why not: "cannot connect to Ollama at 127.0.0.1:11434"
 
     Time limits in seconds: ``connect_timeout`` to connect, ``first_token_timeout`` for the first
     piece and any later gap (Ollama loads a model before its first token: allow for that), ``timeout``
@@ -59,6 +62,7 @@ class OllamaGenerator:
         self.locality = locality
         self.options = {"temperature": 0.0, **(options or {})}
         self._client: ollama.Client | None = None
+        self._probe: tuple[float, ollama.Client] | None = None
 
     @property
     def client(self) -> ollama.Client:
@@ -89,7 +93,7 @@ class OllamaGenerator:
             raise GeneratorUnavailable(self.name, f"timed out (connect {self.connect_timeout:g} s, "
                                                   f"first token {self.first_token_timeout:g} s)") from exc
         except (ConnectionError, httpx.ConnectError) as exc:
-            raise GeneratorUnavailable(self.name, f"cannot connect to Ollama at {self.host or '127.0.0.1:11434'}") from exc
+            raise GeneratorUnavailable(self.name, f"cannot connect to Ollama at {self.host or DEFAULT_HOST}") from exc
         except (httpx.TransportError, json.JSONDecodeError, ValueError) as exc:
             raise GeneratorUnavailable(self.name, f"the stream broke: {type(exc).__name__}: {exc}") from exc
         if done is None:
@@ -99,3 +103,24 @@ class OllamaGenerator:
     def run(self, request: GenerationRequest) -> Generation:
         """The whole answer; raises GeneratorUnavailable (see the class docstring)."""
         return collect(self, request)
+
+    def reachable(self, timeout: float = 2.0) -> str | None:
+        """None when the server answers its model list (``GET /api/tags``) within ``timeout`` seconds
+        and lists this generator's model (``llama3`` matches ``llama3:latest``); otherwise a short reason,
+        e.g. ``"cannot connect to Ollama at 127.0.0.1:11434"``. Never raises; loads no model."""
+        try:
+            if self._probe is None or self._probe[0] != timeout:
+                self._probe = (timeout, ollama.Client(host=self.host, timeout=httpx.Timeout(timeout)))
+            listed = self._probe[1].list()
+        except ollama.ResponseError as exc:
+            return f"HTTP {exc.status_code}: {exc.error}"
+        except httpx.TimeoutException:
+            return f"no answer within {timeout:g} s"
+        except (ConnectionError, httpx.ConnectError):
+            return f"cannot connect to Ollama at {self.host or DEFAULT_HOST}"
+        except Exception as exc:  # a malformed answer, a transport error: report it, never raise
+            return f"{type(exc).__name__}: {exc}"
+        names = {m.model for m in listed.models}
+        if self.model not in names and f"{self.model}:latest" not in names:
+            return f"model {self.model!r} not found on the server"
+        return None

@@ -25,6 +25,7 @@ class OpenAIGenerator(ApiGenerator):
         for item in generator.stream(request):       # text deltas as they arrive, then one Usage
             print(item if isinstance(item, str) else f"\n{item.tokens_in} in, {item.tokens_out} out")
         generation = generator.run(request)           # the whole answer as a Generation
+        generator.reachable(timeout=2.0)              # None, or why not: "cannot connect to https://..."
 
     Time limits, in seconds: ``connect_timeout`` to connect, ``first_token_timeout`` for the first
     piece (and for any later gap between pieces), ``timeout`` for the whole answer. Each of these, a
@@ -86,3 +87,18 @@ class OpenAIGenerator(ApiGenerator):
         if not finished:
             raise GeneratorUnavailable(self.name, "the stream ended before the answer was finished")
         yield usage
+
+    def reachable(self, timeout: float = 2.0) -> str | None:
+        """None when the server answers its model list (``GET /models``) within ``timeout`` seconds;
+        otherwise a short reason (``"cannot connect to ..."``, ``"HTTP 401: ..."``). Never raises."""
+        try:
+            self.client.models.list(timeout=timeout)
+        except openai.APITimeoutError:
+            return f"no answer within {timeout:g} s"
+        except openai.APIConnectionError:
+            return f"cannot connect to {self.client.base_url}"
+        except openai.APIStatusError as exc:
+            return f"HTTP {exc.status_code}: {str(exc.message).removeprefix(f'Error code: {exc.status_code} - ')}"
+        except Exception as exc:  # a malformed answer: report it, never raise
+            return f"{type(exc).__name__}: {exc}"
+        return None

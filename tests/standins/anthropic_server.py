@@ -8,7 +8,8 @@ Usage::
         client.messages.create(model="claude-sonnet-4-5", max_tokens=256, messages=[...], stream=True)
         server.chat_requests[-1]["body"]["system"]        # the system prompt, sent apart from the messages
 
-Served: ``POST /v1/messages``. Not streamed: a ``message`` object with ``usage``; ``"stream": true``:
+Served: ``GET /v1/models`` (``data``, ``has_more``, ``first_id``, ``last_id``; ``limit`` honoured) and
+``POST /v1/messages``. Not streamed: a ``message`` object with ``usage``; ``"stream": true``:
 Server-Sent Events ``message_start`` (with ``usage.input_tokens``), ``content_block_start``, one
 ``content_block_delta`` (``text_delta``) per word, ``content_block_stop``, ``message_delta``
 (``stop_reason: end_turn``, ``usage.output_tokens``) and ``message_stop``. Errors are Anthropic's body
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import uuid
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from .ollama_server import (
     StandInHandler,
@@ -54,8 +56,20 @@ class _Handler(StandInHandler):
         return self.server.stand_in._record(self.command, self.path, headers, raw)
 
     def _get(self) -> None:
+        stand_in = self.server.stand_in
         self._record(b"")
-        self._send_error(404, f"Not found: {self.path}")
+        url = urlsplit(self.path)
+        if url.path != "/v1/models":
+            self._send_error(404, f"Not found: {self.path}")
+            return
+        if not self._before_answering():
+            return
+        limit = int(parse_qs(url.query).get("limit", ["20"])[0])
+        names = list(stand_in.models)
+        data = [{"type": "model", "id": name, "display_name": name, "created_at": "2025-09-29T00:00:00Z"}
+                for name in names[:limit]]
+        self._send_json(200, {"data": data, "has_more": len(names) > limit,
+                              "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
 
     def _post(self) -> None:
         stand_in = self.server.stand_in
