@@ -1,7 +1,10 @@
-"""``GET /healthz``: the process is up."""
+"""``GET /healthz``: the process is up. ``GET /readyz``: it can answer now (the index answers and a
+generator on the route is reachable)."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
+
+from server.readiness import Readiness, ReadinessProbe
 
 router = APIRouter(tags=["health"])
 
@@ -10,6 +13,31 @@ class Health(BaseModel):
     status: str = "ok"
 
 
+class ReadinessBody(BaseModel):
+    status: str
+    index: str
+    generators: dict[str, str]
+
+
 @router.get("/healthz", response_model=Health)
 def healthz() -> Health:
     return Health()
+
+
+@router.get("/readyz", response_model=ReadinessBody, responses={503: {"model": ReadinessBody}})
+def readyz(request: Request, response: Response) -> ReadinessBody:
+    """200 when ready, else 503, both with ``{"status": "ready" | "not ready", "index": "ok" |
+    "unreachable: ...", "generators": {name: "ok" | "unreachable: ..."}}``. Generators' results are
+    cached a few seconds (server.readiness.ReadinessProbe); the index is touched every time."""
+    state = request.app.state
+    probe = getattr(state, "readiness", None)
+    if probe is None:
+        probe = state.readiness = ReadinessProbe()
+    pipeline = getattr(state, "pipeline", None)
+    if pipeline is None:
+        readiness = Readiness(index="unreachable: the answer pipeline is not loaded")
+    else:
+        readiness = probe.check(pipeline.index, pipeline.chain.generators)
+    if not readiness.ready:
+        response.status_code = 503
+    return ReadinessBody(**readiness.as_json())
