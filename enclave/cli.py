@@ -255,7 +255,7 @@ def evaluate(
 @app.command()
 def ask(
     question: str = typer.Argument(..., help="The question."),
-    group: list[str] = typer.Option(None, "--group", "-g", help="Ask as a member of these groups (default: server.default_groups)."),
+    group: list[str] = typer.Option(None, "--group", "-g", help="Ask as a member of these groups (default: server.auth.anonymous_groups)."),
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Answer a question from the index, with citations."""
@@ -271,7 +271,7 @@ def ask(
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     try:
-        answer = pipeline.ask(question, group or settings.server.default_groups, principal=_principal())
+        answer = pipeline.ask(question, group or settings.server.auth.anonymous_groups, principal=_principal())
     except AllGeneratorsFailed as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None

@@ -249,13 +249,62 @@ def _default_generators() -> list[GeneratorSettings]:
     ]
 
 
+class ApiKeySettings(BaseModel):
+    """One API key: only its SHA-256 is stored (``enclave keys create`` makes a key and this entry)."""
+
+    principal: str = Field(min_length=1, description="Who the key belongs to (audit and usage logs).")
+    groups: list[str] = Field(description="ACL: the groups whose documents the key's holder may see.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the key (lowercase).")
+
+
+class AuthSettings(BaseModel):
+    """Who is calling. A request is authenticated by, in order: an API key (``Authorization: Bearer``
+    or ``X-API-Key``), the reverse proxy's headers (only when ``trusted_headers`` is on and the request
+    comes from ``trusted_proxies``), or nobody: anonymous, allowed only when ``anonymous`` is on."""
+
+    api_keys: list[ApiKeySettings] = Field(default_factory=list)
+    anonymous: bool = Field(default=False, description="Let callers without credentials in, as anonymous_groups.")
+    anonymous_groups: list[str] = Field(
+        default_factory=lambda: ["everyone"], description="Groups of an anonymous caller.")
+    trusted_headers: bool = Field(
+        default=False, description="Take the principal and groups from the reverse proxy's headers.")
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"], description="Client addresses whose headers are trusted.")
+    user_header: str = Field(default="X-Forwarded-User", description="The proxy's header naming the principal.")
+    groups_header: str = Field(
+        default="X-Forwarded-Groups", description="The proxy's header listing the principal's groups, comma-separated.")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _unique_hashes(cls, keys: list[ApiKeySettings]) -> list[ApiKeySettings]:
+        hashes = [k.sha256 for k in keys]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("two api_keys entries have the same sha256")
+        return keys
+
+
+class LimitSettings(BaseModel):
+    """What one request may ask for; beyond it: 413 (body) or 422 (the rest), with a message."""
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest request body (bytes).")
+    max_messages: int = Field(default=100, ge=1, description="Most messages in a chat request (history included).")
+    max_question_chars: int = Field(default=4000, ge=1, description="Longest question or message (characters).")
+    max_history_chars: int = Field(default=32_000, ge=1, description="Most characters of history in a request.")
+    max_tokens: int = Field(default=4096, ge=1, description="Largest max_tokens a chat request may ask for.")
+    requests_per_minute: int | None = Field(
+        default=120, ge=1, description="Per API key (or principal, or client address): None for no limit.")
+    burst: int = Field(default=20, ge=1, description="Requests a caller may make at once before the per-minute rate applies.")
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    default_groups: list[str] = Field(
-        default_factory=lambda: ["everyone"],
-        description="Groups of an unauthenticated caller (authentication arrives with API keys).",
-    )
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    condense_timeout: float = Field(
+        default=20.0, gt=0, description="Seconds the local generator may take to condense a follow-up question.")
+    answer_threads: int = Field(
+        default=256, ge=1, description="Answers in progress at once (each holds a thread while it streams).")
 
 
 class Settings(BaseSettings):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from prefect import flow, task
@@ -18,6 +18,7 @@ from enclave.settings import Settings, load_settings
 from flows.components import (
     Resources,
     build_chain,
+    build_condenser,
     build_embedder,
     build_index,
     build_retriever,
@@ -26,7 +27,8 @@ from indexes.embedder import DenseEmbedder
 from indexes.retriever import Retriever
 from indexes.vector_index import ScoredChunk, SearchFilter, VectorIndex
 from llms.generator import Attempt, GenerationRequest
-from llms.generator_chain import GeneratorChain
+from llms.generator_chain import Finished, GeneratorChain, Restart, Token
+from llms.question_condenser import QuestionCondenser
 from prompts.answer_prompt import answer_messages
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
@@ -49,7 +51,9 @@ class Citation:
 @dataclass
 class Answer:
     """A cited answer. ``citations`` are the passages the text cites, in citation-number order;
-    ``passages`` all passages given to the generator (number i is passages[i-1]); ``seconds`` wall time."""
+    ``passages`` all passages given to the generator (number i is passages[i-1]); ``seconds`` wall time;
+    ``question`` what was retrieved and answered: the asked question, or the standalone question
+    condensed from it and the chat history (by the generator ``condensed_by``, or ``"keywords"``)."""
 
     question: str
     text: str
@@ -62,6 +66,28 @@ class Answer:
     tokens_out: int = 0
     seconds: float = 0.0
     cost: float = 0.0
+    condensed_by: str = ""
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """The first event of :meth:`AnswerPipeline.stream`: the question retrieved for and its passages."""
+
+    question: str
+    condensed_by: str
+    passages: list[ScoredChunk]
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The last event of :meth:`AnswerPipeline.stream`: the whole answer."""
+
+    answer: Answer
+
+
+#: What :meth:`AnswerPipeline.stream` yields: Retrieved, then Token... (a Restart discards the Tokens
+#: before it), then Answered.
+AnswerEvent = Retrieved | Token | Restart | Answered
 
 
 def cited_numbers(text: str, passages: int) -> list[int]:
@@ -70,22 +96,28 @@ def cited_numbers(text: str, passages: int) -> list[int]:
 
 
 class AnswerPipeline:
-    """Question → cited answer, for one principal's groups.
+    """Question (and chat history) → cited answer, for one principal's groups.
 
     Usage::
 
         pipeline = AnswerPipeline.from_settings(load_settings())
         answer = pipeline.ask("How many leave days do I get?", groups=["everyone"])
         print(answer.text, [c.title for c in answer.citations], answer.generator)
+        for event in pipeline.stream("And part-timers?", ["everyone"], history=[...]):  # Retrieved, Token..., Answered
+            ...
         pipeline.close()
 
-    Retrieval is filtered by ``groups`` inside the Qdrant query; an empty ``groups`` sees nothing.
+    Retrieval is filtered by ``groups`` inside the Qdrant query; an empty ``groups`` sees nothing. A
+    follow-up (non-empty ``history``) is first condensed into a standalone question by ``condenser``
+    (a local model, else the history's keywords); the history itself goes to no generator that answers.
     Raises llms.AllGeneratorsFailed when no generator on the route answers.
     """
 
-    def __init__(self, retriever: Retriever, chain: GeneratorChain, owns_index: bool = False) -> None:
+    def __init__(self, retriever: Retriever, chain: GeneratorChain, owns_index: bool = False,
+                 condenser: QuestionCondenser | None = None) -> None:
         self.retriever = retriever
         self.chain = chain
+        self.condenser = condenser or QuestionCondenser()
         self._owns_index = owns_index
 
     @classmethod
@@ -96,32 +128,52 @@ class AnswerPipeline:
         owns = index is None
         index = index or build_index(settings, embedder.dimension)
         retriever = build_retriever(settings, embedder, index)
-        return cls(retriever, build_chain(settings, embedder), owns_index=owns)
+        chain = build_chain(settings, embedder)
+        return cls(retriever, chain, owns_index=owns, condenser=build_condenser(settings, chain))
 
     @property
     def index(self) -> VectorIndex:
         return self.retriever.index
 
     def ask(self, question: str, groups: Sequence[str], top_k: int | None = None, where: SearchFilter | None = None,
-            principal: str = "anonymous") -> Answer:
+            principal: str = "anonymous", history: Sequence[dict[str, str]] = (),
+            only: Sequence[str] | None = None) -> Answer:
         """Answer ``question`` from the chunks ``groups`` may see, narrowed by ``where`` (sources,
-        document types, modification dates). ``principal`` (who asks) goes into the audit and usage logs."""
+        document types, modification dates). ``principal`` (who asks) goes into the audit and usage logs;
+        ``history``: earlier turns (``{"role": "user"|"assistant", "content"}``, oldest first); ``only``:
+        the generators of the route to try (default all)."""
+        for event in self.stream(question, groups, top_k, where, principal, history, only):
+            if isinstance(event, Answered):
+                return event.answer
+        raise AssertionError("an answer stream ends with Answered or raises")  # pragma: no cover
+
+    def stream(self, question: str, groups: Sequence[str], top_k: int | None = None,
+               where: SearchFilter | None = None, principal: str = "anonymous",
+               history: Sequence[dict[str, str]] = (), only: Sequence[str] | None = None) -> Iterator[AnswerEvent]:
+        """:meth:`ask` as events, for streaming: Retrieved, Token... (with a Restart when a generator
+        fails mid-answer and the next one starts over), Answered. Raises llms.AllGeneratorsFailed."""
         started = time.perf_counter()
-        passages = self.retriever.run(question, groups, top_k=top_k, where=where)
-        request = GenerationRequest(question, passages, answer_messages(question, passages))
-        generation = self.chain.run(request, principal=principal)
-        numbers = cited_numbers(generation.text, len(passages))
-        citations = [
-            Citation(n, p.doc_id, p.title, p.uri, p.section, p.chunk, p.text, p.score)
-            for n in numbers
-            for p in [passages[n - 1]]
-        ]
-        return Answer(
-            question=question, text=generation.text, citations=citations, passages=passages,
-            generator=generation.generator, model=generation.model, attempts=generation.attempts,
-            tokens_in=generation.tokens_in, tokens_out=generation.tokens_out,
-            seconds=time.perf_counter() - started, cost=generation.cost,
-        )
+        condensed = self.condenser.run(question, history)
+        passages = self.retriever.run(condensed.question, groups, top_k=top_k, where=where)
+        yield Retrieved(condensed.question, condensed.by, passages)
+        request = GenerationRequest(condensed.question, passages, answer_messages(condensed.question, passages))
+        for event in self.chain.stream(request, principal=principal, only=only):
+            if not isinstance(event, Finished):
+                yield event
+                continue
+            generation = event.generation
+            numbers = cited_numbers(generation.text, len(passages))
+            citations = [
+                Citation(n, p.doc_id, p.title, p.uri, p.section, p.chunk, p.text, p.score)
+                for n in numbers
+                for p in [passages[n - 1]]
+            ]
+            yield Answered(Answer(
+                question=condensed.question, text=generation.text, citations=citations, passages=passages,
+                generator=generation.generator, model=generation.model, attempts=generation.attempts,
+                tokens_in=generation.tokens_in, tokens_out=generation.tokens_out,
+                seconds=time.perf_counter() - started, cost=generation.cost, condensed_by=condensed.by,
+            ))
 
     def close(self) -> None:
         if self._owns_index:
@@ -149,6 +201,6 @@ def answer(
     resources = resources or Resources()
     pipeline = AnswerPipeline.from_settings(settings, embedder=resources.embedder, index=resources.index)
     try:
-        return [answer_question(pipeline, q, groups or settings.server.default_groups) for q in questions]
+        return [answer_question(pipeline, q, groups or settings.server.auth.anonymous_groups) for q in questions]
     finally:
         pipeline.close()

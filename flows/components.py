@@ -26,6 +26,7 @@ from llms.generator import Generator
 from llms.generator_chain import GeneratorChain
 from llms.ollama_generator import OllamaGenerator
 from llms.openai_generator import OpenAIGenerator
+from llms.question_condenser import QuestionCondenser
 from llms.usage_log import UsageLog
 
 
@@ -92,7 +93,7 @@ def build_index(settings: Settings, dimension: int | None = None) -> VectorIndex
         return RemoteIndex(owner.url, owner.token, dimension)
 
 
-def build_generator(spec: GeneratorSettings, embedder: DenseEmbedder) -> Generator:
+def build_generator(spec: GeneratorSettings, embedder: DenseEmbedder | None) -> Generator:
     limits = {"timeout": spec.timeout, "first_token_timeout": spec.first_token_timeout or spec.timeout,
               "connect_timeout": spec.connect_timeout, "name": spec.name, "locality": spec.locality}
     if spec.kind == "ollama":
@@ -130,6 +131,18 @@ def build_chain(settings: Settings, embedder: DenseEmbedder) -> GeneratorChain:
                           usage=UsageLog(Path(settings.data_dir) / "usage.jsonl"),
                           breaker_failures=settings.circuit_breaker.failures,
                           breaker_cooldown=settings.circuit_breaker.cooldown)
+
+
+def build_condenser(settings: Settings, chain: GeneratorChain) -> QuestionCondenser:
+    """The route's local model generators (not extractive), limited to ``server.condense_timeout``
+    seconds, sharing the chain's circuit breakers; with none, follow-ups get the history's keywords."""
+    generators = []
+    for spec in settings.route_generators():
+        if spec.locality == "local" and spec.kind != "extractive":
+            timeout = min(spec.timeout, settings.server.condense_timeout)
+            generators.append(build_generator(spec.model_copy(update={
+                "timeout": timeout, "first_token_timeout": min(spec.first_token_timeout or timeout, timeout)}), None))
+    return QuestionCondenser(generators, breakers=chain.breakers)
 
 
 class Resources:

@@ -144,19 +144,26 @@ class GeneratorChain:
         return [g.name for g in self.generators]
 
     def run(self, request: GenerationRequest, principal: str = "anonymous",
-            history: Sequence[dict[str, str]] = ()) -> Generation:
+            history: Sequence[dict[str, str]] = (), only: Sequence[str] | None = None) -> Generation:
         """The answer of the first generator that gives one. Raises AllGeneratorsFailed."""
-        for event in self.stream(request, principal, history):
+        for event in self.stream(request, principal, history, only):
             if isinstance(event, Finished):
                 return event.generation
         raise AssertionError("a chain stream ends with Finished or raises")  # pragma: no cover
 
     def stream(self, request: GenerationRequest, principal: str = "anonymous",
-               history: Sequence[dict[str, str]] = ()) -> Iterator[ChainEvent]:
+               history: Sequence[dict[str, str]] = (), only: Sequence[str] | None = None) -> Iterator[ChainEvent]:
         """Token events as the answering generator streams, a Restart when one fails mid-answer, and a
-        last Finished with the whole Generation. Raises AllGeneratorsFailed."""
+        last Finished with the whole Generation. ``only``: the names of the generators to try (in the
+        chain's order; the rest are passed over); an unknown name raises ValueError. Raises
+        AllGeneratorsFailed."""
+        unknown = sorted(set(only or ()) - set(self.names))
+        if unknown:
+            raise ValueError(f"no generator named {', '.join(unknown)} on the route ({', '.join(self.names)})")
         attempts: list[Attempt] = []
         for generator in self.generators:
+            if only is not None and generator.name not in only:
+                continue
             breaker = self.breakers[generator.name]
             if not breaker.allow():
                 attempts.append(Attempt(generator.name, f"skipped: failing, next try in {breaker.retry_in:.0f} s"))

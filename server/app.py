@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -13,7 +14,11 @@ from flows.answer import AnswerPipeline
 from llms.generator_chain import AllGeneratorsFailed
 from indexes.edge_index import EdgeIndex
 from indexes.remote_index import IndexOwner
-from server.routers import ask, chat, health, index, models, retrieve
+from server.authentication import Authenticator
+from server.body_limit import BodySizeLimit
+from server.metrics import install_metrics
+from server.rate_limit import RateLimiter
+from server.routers import ask, chat, health, index, metrics, models, page, retrieve
 
 
 def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index_url: str | None = None) -> FastAPI:
@@ -24,9 +29,11 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
         app = create_app(load_settings())            # builds the pipeline at startup, closes it at shutdown
         uvicorn.run(app, host="127.0.0.1", port=8000)
 
-    A ``pipeline`` passed in is used as is and left open. Routes: ``GET /healthz``, ``GET /v1/models``,
-    ``POST /v1/ask``, ``POST /v1/retrieve``, ``POST /v1/chat/completions``. When no generator answers, requests
-    get 503.
+    A ``pipeline`` passed in is used as is and left open. Routes: ``GET /`` (the chat page), ``GET /healthz``,
+    ``GET /readyz``, ``GET /metrics``, ``GET /v1/models``, ``POST /v1/ask``, ``POST /v1/retrieve``,
+    ``POST /v1/chat/completions``. The ``/v1`` routes need credentials (server/authentication.py: 401/403)
+    and keep to ``server.limits`` (413 for a large body, 422, 429 over the rate). When no generator
+    answers, requests get 503.
 
     ``index_url``: the URL other processes on this machine reach this server at. Given one, and an
     embedded index, the server claims the index (``owner.json`` beside the shard, see
@@ -37,6 +44,8 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         owned = pipeline is None
+        # answers run in threads (retrieval, then a generator's blocking stream): one each, up to this many at once
+        app.state.answer_executor = ThreadPoolExecutor(settings.server.answer_threads, thread_name_prefix="answer")
         app.state.pipeline = pipeline or AnswerPipeline.from_settings(settings)
         app.state.pipeline.retriever.embedder.model  # load the model before the first request
         index = app.state.pipeline.index
@@ -45,6 +54,7 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
         try:
             yield
         finally:
+            app.state.answer_executor.shutdown(wait=False, cancel_futures=True)
             if app.state.index_owner is not None:
                 app.state.index_owner.release(index.path)
             if owned:
@@ -53,11 +63,17 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
     app = FastAPI(title="Enclave", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.index_owner = None
+    app.state.authenticator = Authenticator(settings.server.auth)
+    limits = settings.server.limits
+    app.state.rate_limiter = RateLimiter(limits.requests_per_minute, limits.burst) if limits.requests_per_minute else None
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes, exempt=("/internal/",))
 
     @app.exception_handler(AllGeneratorsFailed)
     async def _no_generator(request: Request, exc: AllGeneratorsFailed) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
-    for router in (health.router, models.router, ask.router, retrieve.router, chat.router, index.router):
+    install_metrics(app)  # after any other add_middleware: the metrics middleware then wraps them all
+    for router in (health.router, models.router, ask.router, retrieve.router, chat.router, index.router, page.router,
+                   metrics.router):
         app.include_router(router)
     return app

@@ -1,11 +1,14 @@
-"""Request-scoped values the routers share: the pipeline and the caller's groups."""
+"""Request-scoped values the routers share: the pipeline, the settings, and the authenticated caller."""
 
 from __future__ import annotations
 
-from fastapi import Request
+import math
+
+from fastapi import HTTPException, Request
 
 from enclave.settings import Settings
 from flows.answer import AnswerPipeline
+from server.authentication import AuthError, Principal
 
 
 def get_pipeline(request: Request) -> AnswerPipeline:
@@ -16,7 +19,25 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def caller_groups(request: Request) -> list[str]:
-    """The groups whose documents the caller may see. Until authentication arrives every caller is
-    anonymous and gets ``server.default_groups``; nothing in the request body can widen them."""
-    return list(request.app.state.settings.server.default_groups)
+def caller(request: Request) -> Principal:
+    """The authenticated principal (see server/authentication.py), within its rate limit.
+
+    Raises HTTPException 401 (no or bad credentials, with ``WWW-Authenticate: Bearer``), 403 (no
+    access), 429 (over ``server.limits.requests_per_minute``, with ``Retry-After`` in seconds). Nothing
+    in the request body (a ``user`` field, a filter) can change who the caller is or widen its groups.
+    """
+    client_host = request.client.host if request.client else None
+    try:
+        principal = request.app.state.authenticator.authenticate(request.headers, client_host)
+    except AuthError as exc:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        raise HTTPException(exc.status, exc.detail, headers=headers) from None
+    limiter = request.app.state.rate_limiter
+    if limiter is not None:
+        wait = limiter.acquire(principal.caller_id)
+        if wait > 0:
+            raise HTTPException(429, f"rate limit: {request.app.state.settings.server.limits.requests_per_minute} "
+                                     f"requests a minute; try again in {wait:.1f} s",
+                                headers={"Retry-After": str(math.ceil(wait))})
+    request.state.principal = principal
+    return principal

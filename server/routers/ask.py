@@ -1,16 +1,30 @@
-"""``POST /v1/ask``: Enclave's native question endpoint, with structured citations."""
+"""``POST /v1/ask``: Enclave's native question endpoint, with structured citations.
+
+With ``"stream": true`` the answer comes as server-sent events: ``token`` (``{"text"}``: append it),
+``restart`` (``{"generator", "reason"}``: the generator failed mid-answer; discard the text so far, the
+next generator's answer follows), ``answer`` (the whole :class:`AskResponse`, last) and ``error``
+(``{"detail"}``, when every generator failed after the answer had begun). What fails before the first
+token is an ordinary HTTP error: 401/403/413/422/429, or 503 when no generator answers.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 
-from flows.answer import Answer, AnswerPipeline
+from flows.answer import Answer, Answered, AnswerPipeline
 from indexes.vector_index import SearchFilter
-from server.dependencies import caller_groups, get_pipeline
+from llms.generator_chain import AllGeneratorsFailed, Restart, Token
+from server.answer_stream import AnswerStream
+from server.authentication import Principal
+from server.dependencies import caller, get_pipeline, get_settings
+from server.request_limits import check_conversation
 
 router = APIRouter(prefix="/v1", tags=["ask"])
 
@@ -36,10 +50,22 @@ class SearchFilterIn(BaseModel):
         return SearchFilter(tuple(self.sources), tuple(self.doc_types), iso(self.modified_from), iso(self.modified_to))
 
 
+class Turn(BaseModel):
+    """An earlier turn of the conversation."""
+
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=100_000)
+
+
 class AskRequest(BaseModel):
-    question: str = Field(min_length=1, max_length=4000, description="The question, in any language.")
+    question: str = Field(min_length=1, max_length=100_000,
+                          description="The question, in any language (at most server.limits.max_question_chars).")
     top_k: int | None = Field(default=None, ge=1, le=50, description="Passages to retrieve; default from settings.")
     filter: SearchFilterIn | None = Field(default=None, description="Only documents from these sources, types, dates.")
+    history: list[Turn] = Field(
+        default_factory=list, max_length=1000,
+        description="Earlier turns, oldest first: a follow-up is condensed with them into a standalone question.")
+    stream: bool = Field(default=False, description="Answer as server-sent events (token, restart, answer, error).")
 
 
 class CitationOut(BaseModel):
@@ -61,6 +87,8 @@ class AttemptOut(BaseModel):
 
 class AskResponse(BaseModel):
     answer: str
+    question: str = Field(description="What was retrieved for: the question, or the standalone question "
+                                      "condensed from it and the history.")
     citations: list[CitationOut]
     generator: str = Field(description="The generator that answered.")
     model: str
@@ -73,7 +101,7 @@ class AskResponse(BaseModel):
 
 def ask_response(answer: Answer) -> AskResponse:
     return AskResponse(
-        answer=answer.text,
+        answer=answer.text, question=answer.question,
         citations=[CitationOut(**c.__dict__) for c in answer.citations],
         generator=answer.generator, model=answer.model,
         route=[AttemptOut(**a.__dict__) for a in answer.attempts],
@@ -81,14 +109,39 @@ def ask_response(answer: Answer) -> AskResponse:
     )
 
 
-@router.post("/ask", response_model=AskResponse)
+@router.post("/ask", response_model=AskResponse, responses={
+    200: {"content": {"text/event-stream": {}}, "description": "JSON, or server-sent events with stream: true."},
+    503: {"description": "No generator on the route could answer."}})
 async def ask(
     body: AskRequest,
+    request: Request,
     pipeline: AnswerPipeline = Depends(get_pipeline),
-    groups: list[str] = Depends(caller_groups),
-) -> AskResponse:
-    if not body.question.strip():
-        raise HTTPException(status_code=422, detail="question is blank")
+    principal: Principal = Depends(caller),
+):
+    history = [turn.model_dump() for turn in body.history]
+    check_conversation(get_settings(request).server.limits, body.question, history)
     where = body.filter.to_search_filter() if body.filter else None
-    answer = await run_in_threadpool(pipeline.ask, body.question, groups, body.top_k, where)
-    return ask_response(answer)
+    stream = await AnswerStream.start(request, lambda: pipeline.stream(
+        body.question.strip(), principal.groups, body.top_k, where, principal.name, history))
+    if body.stream:
+        return StreamingResponse(_events(stream), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return ask_response((await stream.answer()).answer)
+
+
+def sse(event: str, data: object) -> str:
+    """One server-sent event: ``event: <name>`` and its JSON ``data``."""
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _events(stream: AnswerStream) -> AsyncIterator[str]:
+    try:
+        async for event in stream:
+            if isinstance(event, Token):
+                yield sse("token", {"text": event.text})
+            elif isinstance(event, Restart):
+                yield sse("restart", {"generator": event.generator, "reason": event.reason})
+            elif isinstance(event, Answered):
+                yield sse("answer", ask_response(event.answer).model_dump())
+    except AllGeneratorsFailed as exc:
+        yield sse("error", {"detail": str(exc)})

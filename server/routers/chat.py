@@ -1,8 +1,14 @@
 """``POST /v1/chat/completions``: OpenAI-compatible chat over the indexed documents.
 
-The last user message is the question. Citations reach OpenAI clients twice: as ``[n]`` markers and a
-"Sources" list in the content, and as a structured ``citations`` field beside ``choices``. With
-``stream: true`` the answer comes as server-sent events ending in ``data: [DONE]``.
+The last user message is the question; the messages before it are the history a follow-up is
+condensed with. Citations reach OpenAI clients twice: as ``[n]`` markers and a "Sources" list in the
+content, and as a structured ``citations`` field beside ``choices`` (in the last chunk when streaming).
+With ``stream: true`` the tokens come as server-sent ``chat.completion.chunk`` events as the generator
+writes them, ending in ``data: [DONE]``. OpenAI's stream cannot take text back: when a generator fails
+mid-answer, a notice says so in the content and the next generator's answer follows it.
+
+``model`` picks the route (``GET /v1/models``): ``enclave`` tries every generator in order,
+``enclave/<generator>`` only that one; any other name is 404.
 """
 
 from __future__ import annotations
@@ -10,18 +16,23 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.answer import Answer, AnswerPipeline
-from server.dependencies import caller_groups, get_pipeline
+from enclave.settings import Settings
+from flows.answer import Answer, Answered, AnswerPipeline
+from llms.generator_chain import AllGeneratorsFailed, Restart, Token
+from prompts.condense_prompt import without_sources
+from server.answer_stream import AnswerStream
+from server.authentication import Principal
+from server.dependencies import caller, get_pipeline, get_settings
+from server.request_limits import check_conversation, check_max_tokens
 from server.routers.ask import CitationOut, SearchFilterIn
-from server.routers.models import ROUTE_MODEL
+from server.routers.models import ROUTE_MODEL, route_generators
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -46,9 +57,12 @@ class ChatMessage(BaseModel):
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # OpenAI clients send options Enclave does not use
     model: str = ROUTE_MODEL
-    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=10_000,
+                                        description="At most server.limits.max_messages.")
     stream: bool = False
-    user: str | None = Field(default=None, description="Recorded only; it grants no access.")
+    max_tokens: int | None = Field(default=None, ge=1, description="At most server.limits.max_tokens.")
+    max_completion_tokens: int | None = Field(default=None, ge=1, description="As max_tokens.")
+    user: str | None = Field(default=None, description="Ignored: it grants no access and names nobody.")
     filter: SearchFilterIn | None = Field(
         default=None, description="Enclave extension (OpenAI clients: extra_body): only these sources, types, dates.")
 
@@ -89,10 +103,14 @@ def content_with_sources(answer: Answer) -> str:
     return answer.text + "\n\nSources:\n" + "\n".join(lines)
 
 
-def _question(body: ChatCompletionRequest) -> str:
-    for message in reversed(body.messages):
+def _conversation(body: ChatCompletionRequest) -> tuple[str, list[dict[str, str]]]:
+    """The last user message with text, and the user and assistant turns before it (the history)."""
+    for position in range(len(body.messages) - 1, -1, -1):
+        message = body.messages[position]
         if message.role == "user" and message.text().strip():
-            return message.text().strip()
+            history = [{"role": m.role, "content": without_sources(m.text())}
+                       for m in body.messages[:position] if m.role in ("user", "assistant") and m.text().strip()]
+            return message.text().strip(), history
     raise HTTPException(status_code=422, detail="messages hold no user message with text")
 
 
@@ -109,31 +127,64 @@ def _completion(answer: Answer, model: str) -> ChatCompletion:
     )
 
 
-def _sse(completion: ChatCompletion) -> Iterator[str]:
-    base: dict[str, Any] = {"id": completion.id, "object": "chat.completion.chunk", "created": completion.created,
-                            "model": completion.model}
-    content = completion.choices[0].message.content
-    events = [
-        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
-        {**base, "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]},
-        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-         "usage": completion.usage.model_dump(), "citations": [c.model_dump() for c in completion.citations]},
-    ]
-    for event in events:
-        yield f"data: {json.dumps(event)}\n\n"
+def restart_notice(event: Restart) -> str:
+    """The text an OpenAI stream gets when a generator fails mid-answer (it cannot take text back)."""
+    return f"\n\n[{event.generator} stopped mid-answer ({event.reason}); the answer starts again:]\n\n"
+
+
+async def _chunks(stream: AnswerStream, model: str) -> AsyncIterator[str]:
+    base: dict[str, Any] = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+                            "created": int(time.time()), "model": model}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        event = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    try:
+        async for event in stream:
+            if isinstance(event, Token):
+                yield chunk({"content": event.text})
+            elif isinstance(event, Restart):
+                yield chunk({"content": restart_notice(event)})
+            elif isinstance(event, Answered):
+                answer = event.answer
+                sources = content_with_sources(answer)[len(answer.text):]
+                if sources:
+                    yield chunk({"content": sources})
+                usage = Usage(prompt_tokens=answer.tokens_in, completion_tokens=answer.tokens_out,
+                              total_tokens=answer.tokens_in + answer.tokens_out)
+                yield chunk({}, "stop", usage=usage.model_dump(),
+                            citations=[CitationOut(**c.__dict__).model_dump() for c in answer.citations],
+                            generator=answer.generator)
+    except AllGeneratorsFailed as exc:  # after the first token: OpenAI's in-stream error shape
+        yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error', 'code': 503}})}\n\n"
     yield "data: [DONE]\n\n"
 
 
-@router.post("/chat/completions", response_model=ChatCompletion)
+@router.post("/chat/completions", response_model=ChatCompletion, responses={
+    200: {"content": {"text/event-stream": {}}, "description": "JSON, or server-sent events with stream: true."},
+    404: {"description": "No such model (GET /v1/models lists them)."},
+    503: {"description": "No generator on the route could answer."}})
 async def chat_completions(
     body: ChatCompletionRequest,
+    request: Request,
     pipeline: AnswerPipeline = Depends(get_pipeline),
-    groups: list[str] = Depends(caller_groups),
+    settings: Settings = Depends(get_settings),
+    principal: Principal = Depends(caller),
 ):
-    question = _question(body)
+    only = route_generators(settings, body.model)
+    limits = settings.server.limits
+    check_max_tokens(limits, body.max_completion_tokens or body.max_tokens)
+    if len(body.messages) > limits.max_messages:
+        raise HTTPException(422, f"{len(body.messages)} messages; the limit is {limits.max_messages} "
+                                 "(server.limits.max_messages)")
+    question, history = _conversation(body)
+    check_conversation(limits, question, history)
     where = body.filter.to_search_filter() if body.filter else None
-    answer = await run_in_threadpool(pipeline.ask, question, groups, None, where)
-    completion = _completion(answer, body.model)
+    stream = await AnswerStream.start(request, lambda: pipeline.stream(
+        question, principal.groups, None, where, principal.name, history, only))
     if body.stream:
-        return StreamingResponse(_sse(completion), media_type="text/event-stream")
-    return completion
+        return StreamingResponse(_chunks(stream, body.model), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return _completion((await stream.answer()).answer, body.model)

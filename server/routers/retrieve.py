@@ -5,19 +5,23 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException
-from fastapi.concurrency import run_in_threadpool
+import asyncio
+from functools import partial
+
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from flows.answer import AnswerPipeline
-from server.dependencies import caller_groups, get_pipeline
+from server.authentication import Principal
+from server.dependencies import caller, get_pipeline, get_settings
 from server.routers.ask import SearchFilterIn
 
 router = APIRouter(prefix="/v1", tags=["retrieve"])
 
 
 class RetrieveRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=4000, description="What to search for, in any language.")
+    query: str = Field(min_length=1, max_length=100_000,
+                       description="What to search for, in any language (at most server.limits.max_question_chars).")
     top_k: int = Field(default=10, ge=1, le=100, description="Chunks to return.")
     mode: Literal["hybrid", "dense", "sparse"] | None = Field(
         default=None, description="Retrieval mode; default from settings (hybrid).")
@@ -43,13 +47,19 @@ class RetrieveResponse(BaseModel):
 @router.post("/retrieve", response_model=RetrieveResponse)
 async def retrieve(
     body: RetrieveRequest,
+    request: Request,
     pipeline: AnswerPipeline = Depends(get_pipeline),
-    groups: list[str] = Depends(caller_groups),
+    principal: Principal = Depends(caller),
 ) -> RetrieveResponse:
     if not body.query.strip():
         raise HTTPException(status_code=422, detail="query is blank")
+    limit = get_settings(request).server.limits.max_question_chars
+    if len(body.query) > limit:
+        raise HTTPException(422, f"the query has {len(body.query)} characters; the limit is {limit} "
+                                 "(server.limits.max_question_chars)")
     where = body.filter.to_search_filter() if body.filter else None
-    chunks = await run_in_threadpool(pipeline.retriever.run, body.query, groups, body.top_k, None, where, body.mode)
+    chunks = await asyncio.get_running_loop().run_in_executor(request.app.state.answer_executor, partial(
+        pipeline.retriever.run, body.query, principal.groups, body.top_k, None, where, body.mode))
     return RetrieveResponse(chunks=[
         ChunkOut(id=c.id, doc_id=c.doc_id, title=c.title, uri=c.uri, section=c.section, chunk=c.chunk, text=c.text,
                  score=c.score, classification=c.classification)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from server_auth import server_settings
+
 CANARY_TOKEN = "CANARY-BOARD-7731"
 
 
@@ -14,8 +16,19 @@ def test_healthz(client):
 def test_models_lists_the_route(client):
     body = client.get("/v1/models").json()
     assert body["object"] == "list"
-    assert [m["id"] for m in body["data"]] == ["enclave"]
+    assert [m["id"] for m in body["data"]] == ["enclave", "enclave/ollama", "enclave/extractive"]
     assert "ollama -> extractive" in body["data"][0]["owned_by"]
+    assert [m["generators"] for m in body["data"]] == [["ollama", "extractive"], ["ollama"], ["extractive"]]
+
+
+def test_a_model_picks_the_route_and_an_unknown_one_is_404(client):
+    question = [{"role": "user", "content": "What is the minimum length for a password?"}]
+    alone = client.post("/v1/chat/completions", json={"model": "enclave/extractive", "messages": question}).json()
+    assert alone["generator"] == "extractive" and "14 characters" in alone["choices"][0]["message"]["content"]
+    # ollama alone is down here: nothing else may answer in its place
+    assert client.post("/v1/chat/completions", json={"model": "enclave/ollama", "messages": question}).status_code == 503
+    unknown = client.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": question})
+    assert unknown.status_code == 404 and "enclave/extractive" in unknown.json()["detail"]
 
 
 def test_ask_cites_the_document_that_holds_the_answer(client):
@@ -105,7 +118,7 @@ def test_documents_outside_the_callers_groups_never_appear(client, halvard_pipel
     assert any(CANARY_TOKEN in c.text for c in board_only)
     # ... but an anonymous caller (groups: everyone) never sees it, whatever the request says
     for request in (
-        {"question": "When does the acquisition of Fjordlys Optics close? CANARY-BOARD-7731"},
+        {"question": "When does the acquisition of Fjordlys Optics close? What is the board's canary code?"},
         {"question": "Board minutes confidential acquisition", "top_k": 50},
     ):
         body = client.post("/v1/ask", json=request).json()
@@ -128,8 +141,9 @@ def test_with_ollama_up_the_answer_comes_from_the_model_with_its_citation(halvar
     with OllamaStandIn(models=["llama3.1:8b"]) as ollama_server:
         chain = GeneratorChain([OllamaGenerator("llama3.1:8b", host=ollama_server.url, timeout=10), ExtractiveGenerator()])
         pipeline = AnswerPipeline(halvard_pipeline.retriever, chain)
-        with TestClient(create_app(halvard_settings, pipeline=pipeline)) as client:
+        with TestClient(create_app(server_settings(halvard_settings), pipeline=pipeline)) as client:
             body = client.post("/v1/ask", json={"question": "What is the minimum length for a password?"}).json()
+        assert body.get("generator") == "ollama", body
         [request] = ollama_server.chat_requests
     assert body["generator"] == "ollama" and body["model"] == "llama3.1:8b"
     assert body["answer"].endswith("[1]") and [c["number"] for c in body["citations"]] == [1]

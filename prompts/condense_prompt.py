@@ -1,0 +1,66 @@
+"""Follow-up questions made standalone: the prompt a local model condenses with, and the keyword
+fallback for when no model is reachable."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from prompts.template import PromptTemplate
+
+#: Words that say nothing about what a question is about (English and Norwegian function words).
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have having
+he her here hers him his how i if in into is it its itself just me more most my no nor not now of off on
+once only or other our ours out over own same she should so some such than that the their theirs them then
+there these they this those through to too under until up very was we were what when where which while who
+whom why will with would you your yours yes please thanks thank tell say said give know like get one two
+og i jeg du det er som en et på til av for med har de den ikke om var seg men kan vi så hva hvor når
+""".split())
+
+_WORD = re.compile(r"[^\W\d_][\w'-]*|\d[\w.-]*", re.UNICODE)
+_SOURCES = re.compile(r"\n+Sources:\n.*\Z", re.DOTALL)
+
+
+def condense_messages(question: str, history: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """Chat messages asking a model to rewrite ``question`` as a standalone question, given ``history``
+    (earlier turns, ``{"role", "content"}``, oldest first). The reply is the question, on one line."""
+    turns = [{"role": m["role"], "content": without_sources(m.get("content", ""))} for m in history]
+    return [{"role": "user", "content": PromptTemplate("condense_user.j2").render(question=question, history=turns)}]
+
+
+def without_sources(text: str) -> str:
+    """An earlier answer without the "Sources:" list the OpenAI-compatible endpoint appends to it."""
+    return _SOURCES.sub("", text).strip()
+
+
+def keyword_question(question: str, history: Sequence[dict[str, str]], keywords: int = 8) -> str:
+    """``question`` followed by up to ``keywords`` content words of the earlier user turns in ``history``
+    (most recent first, no stopwords, none already in the question): the standalone question when no
+    model can condense. Returns ``question`` unchanged when the history adds nothing."""
+    seen = {w.lower() for w in _WORD.findall(question)}
+    extra: list[str] = []
+    for message in reversed(history):
+        if message.get("role") != "user":
+            continue
+        for word in _WORD.findall(message.get("content", "")):
+            lowered = word.lower()
+            if lowered in seen or lowered in STOPWORDS or len(lowered) < 3:
+                continue
+            seen.add(lowered)
+            extra.append(word)
+            if len(extra) == keywords:
+                return f"{question} ({' '.join(extra)})"
+    return f"{question} ({' '.join(extra)})" if extra else question
+
+
+def condensed_line(reply: str, limit: int = 1000) -> str | None:
+    """The standalone question in a model's reply: its first non-empty line without quotes or a
+    "Question:" prefix; None when the reply holds none (or only a line longer than ``limit`` characters)."""
+    for line in reply.splitlines():
+        line = re.sub(r"^\s*(standalone question|rewritten question|question)\s*:\s*", "", line, flags=re.IGNORECASE)
+        line = line.strip().strip('"“”\'').strip()
+        if line:
+            return line if len(line) <= limit else None
+    return None
