@@ -14,8 +14,10 @@
 
 (() => {
   const KEY_STORAGE = "enclave.apiKey";
-  // **bold**, `code`, or a citation marker [n]
-  const INLINE = /\*\*([^*\n]+?)\*\*|`([^`\n]+)`|\[(\d{1,3})\]/g;
+  // **bold**, `code`, a citation marker [n], or *emphasis*
+  const INLINE = /\*\*([^*\n]+?)\*\*|`([^`\n]+)`|\[(\d{1,3})\]|(?<![*\w])\*([^*\s](?:[^*\n]*[^*\s])?)\*(?![*\w])/g;
+  // a line that starts a Markdown block (list item, heading, table row, quote): never joined to the one before
+  const BLOCK_START = /^\s*(?:[-*+]\s|\d{1,3}[.)]\s|#{1,6}\s|\||>)/;
 
   const NO_CITATIONS = new Map();
   const $ = (id) => document.getElementById(id);
@@ -96,10 +98,10 @@
   }
 
   /** The answer text as nodes. A little of the Markdown models write is rendered (bullets, headings,
-   *  **bold**, `code`); each [n] that has a citation in ``byNumber`` becomes a button showing that passage. */
+   *  **bold**, *emphasis*, `code`, wrapped lines joined); each [n] that has a citation in ``byNumber`` becomes a button showing that passage. */
   function answerNodes(text, byNumber) {
     const nodes = [];
-    text.split("\n").forEach((line, index) => {
+    unwrapped(text).split("\n").forEach((line, index) => {
       if (index) nodes.push(document.createTextNode("\n"));
       const bullet = /^(\s*)[-*+]\s+/.exec(line);
       if (bullet) {
@@ -118,6 +120,20 @@
     return nodes;
   }
 
+  /** ``text`` with hard-wrapped paragraph lines joined by a space, as Markdown reads them. */
+  function unwrapped(text) {
+    const lines = [];
+    for (const line of text.split("\n")) {
+      const previous = lines.length ? lines[lines.length - 1] : "";
+      if (previous.trim() && line.trim() && !BLOCK_START.test(line) && !/^\s*(?:#|\|)/.test(previous)) {
+        lines[lines.length - 1] = previous.trimEnd() + " " + line.trim();
+      } else {
+        lines.push(line);
+      }
+    }
+    return lines.join("\n");
+  }
+
   function inlineNodes(text, byNumber) {
     const nodes = [];
     let last = 0;
@@ -128,9 +144,12 @@
         node.append(...inlineNodes(match[1], byNumber));
       } else if (match[2] !== undefined) {
         node = el("code", null, match[2]);
-      } else {
+      } else if (match[3] !== undefined) {
         const citation = byNumber.get(Number(match[3]));
         if (citation) node = citeButton(citation, `[${citation.number}]`);
+      } else {
+        node = el("em");
+        node.append(...inlineNodes(match[4], byNumber));
       }
       if (!node) continue;
       if (match.index > last) nodes.push(document.createTextNode(text.slice(last, match.index)));
