@@ -390,6 +390,28 @@ def _principal() -> str:
     return os.environ.get("ENCLAVE_PRINCIPAL") or getpass.getuser()
 
 
+keys_app = typer.Typer(no_args_is_help=True, help="API keys for the chat endpoint (server.auth.api_keys).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    principal: str = typer.Option(..., "--principal", "-p", help="Who the key is for (audit and usage logs)."),
+    group: list[str] = typer.Option(..., "--group", "-g", help="A group whose documents the key may see (repeat)."),
+) -> None:
+    """Print a new API key, once, and the server.auth.api_keys entry to paste into enclave.yaml: only
+    the key's SHA-256 is stored, so a lost key cannot be recovered, only replaced."""
+    import yaml
+
+    from server.authentication import api_key_hash, new_api_key
+
+    key = new_api_key()
+    entry = {"principal": principal, "groups": list(dict.fromkeys(group)), "sha256": api_key_hash(key)}
+    typer.echo(f"API key for {principal} (shown once; send it as 'Authorization: Bearer <key>'):\n\n  {key}\n")
+    typer.echo("Add this entry under server.auth.api_keys in enclave.yaml:\n")
+    typer.echo(yaml.safe_dump([entry], sort_keys=False, default_flow_style=None).rstrip())
+
+
 @app.command()
 def serve(
     host: Optional[str] = typer.Option(None, help="Bind address (default: server.host)."),

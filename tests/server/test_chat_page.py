@@ -11,13 +11,11 @@ word by word, so the page shows a streamed, cited answer exactly as a user sees 
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from live_server import serving
 
 CHROMIUM = Path(os.environ.get("ENCLAVE_CHROMIUM", "/usr/bin/chromium"))
 QUESTION = "What is the minimum length for a password?"
@@ -29,27 +27,6 @@ CHROMIUM_ARGS = [
 ]
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """``app`` in a real uvicorn on a free port of 127.0.0.1, in a thread; yields its base URL."""
-    import uvicorn
-    from prefect_server import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 class AuthorizationLog:

@@ -18,8 +18,9 @@ Served (the parts of the API Enclave and the official ``ollama`` client use):
 
 The "model" answers from the prompt: the first sentence of passage ``[1]`` of the last user message
 (the format of ``prompts/templates/answer_user.j2``) followed by `` [1]``, or :data:`NO_ANSWER` when there
-are no passages. Token counts are whitespace-separated words: ``prompt_eval_count`` over every
-message's content, ``eval_count`` over the answer.
+are no passages; to a condense prompt (``prompts/templates/condense_user.j2``) it answers the follow-up
+question followed by ``(about: <the last earlier user question>)``. Token counts are whitespace-separated
+words: ``prompt_eval_count`` over every message's content, ``eval_count`` over the answer.
 
 A chat with a model not in ``models`` answers HTTP 404 ``{"error": "model \\"x\\" not found, try pulling
 it first"}`` as Ollama does. ``stop()`` (or leaving the ``with``) closes the listening socket and every
@@ -72,9 +73,26 @@ def first_passage_sentence(prompt: str) -> str | None:
     return _SENTENCE_END.split(text, maxsplit=1)[0]
 
 
+_FOLLOW_UP = re.compile(r"^Follow-up question: (.+)$", re.MULTILINE)
+_EARLIER_QUESTION = re.compile(r"^user: (.+)$", re.MULTILINE)
+
+
+def condensed_for(prompt: str) -> str | None:
+    """The stand-in's standalone question for a ``condense_user.j2`` prompt: the follow-up question,
+    then "about" the last earlier user question; None when ``prompt`` is not a condense prompt."""
+    follow_up = _FOLLOW_UP.search(prompt)
+    if follow_up is None:
+        return None
+    earlier = _EARLIER_QUESTION.findall(prompt[:follow_up.start()])
+    return f"{follow_up.group(1).strip()} (about: {earlier[-1].strip()})" if earlier else follow_up.group(1).strip()
+
+
 def answer_for(messages: list[dict[str, Any]]) -> str:
     """What the stand-in model answers to ``messages`` (see the module docstring)."""
     user = [m for m in messages if m.get("role") == "user"]
+    condensed = condensed_for(str(user[-1].get("content") or "")) if user else None
+    if condensed is not None:
+        return condensed
     sentence = first_passage_sentence(str(user[-1].get("content") or "")) if user else None
     return f"{sentence} [1]" if sentence else NO_ANSWER
 
