@@ -15,7 +15,7 @@ _MARKDOWN_NOISE = re.compile(r"^[#>*\-\s|]+|[*_`]+")
 _WORD = re.compile(r"\w+", re.UNICODE)
 _LIST_ITEM = re.compile(r"\s*(?:[-*•>]|\d+[.)])\s")
 
-NO_MODEL_NOTICE = "No language model was reachable, so this answer quotes the most relevant passages."
+NO_MODEL_NOTICE = "No language model answered, so this answer quotes the most relevant passages."
 NO_CONTEXT_ANSWER = "The documents you can access do not contain anything relevant to this question."
 
 
@@ -26,7 +26,7 @@ class ExtractiveGenerator:
 
         generator = ExtractiveGenerator(embed=embedder.embed)       # embed: list[str] -> (n, d) L2-normalised
         generation = generator.run(request)
-        print(generation.text)   # "No language model was reachable, ... \\n\\n- The HX-400 ... [2]"
+        print(generation.text)   # "No language model answered, ... \\n\\n- The HX-400 ... [2]"
 
     Similarity is the cosine of sentence and question embeddings; without ``embed`` it falls back to
     word overlap. A sentence's similarity is weighted by how strongly retrieval ranked its passage,
