@@ -68,8 +68,11 @@ class OllamaGenerator:
     def client(self) -> ollama.Client:
         if self._client is None:
             read = min(self.first_token_timeout, self.timeout)
+            # no client-side cap on connections (httpx's default is 100): concurrent answers beyond it would
+            # queue here, unseen, instead of at Ollama, which queues beyond its own OLLAMA_NUM_PARALLEL
             self._client = ollama.Client(host=self.host, timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout,
-                                                                                  read=read))
+                                                                                  read=read),
+                                         limits=httpx.Limits(max_connections=None, max_keepalive_connections=32))
         return self._client
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
