@@ -10,6 +10,24 @@ from llama_index.core import Document
 from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
+#: Seconds nltk may spend on one regular-expression match when the sentence splitter finds sentence
+#: ends. nltk >= 3.10 runs every match under a wall-clock limit (``nltk.redos.DEFAULT_TIMEOUT``, 5 s) and
+#: raises TimeoutError beyond it; punkt's own (linear) sentence-end pattern over a long section passes
+#: 5 s when the machine is busy, which failed the whole ingest. The patterns are nltk's, not a caller's.
+SENTENCE_REGEX_TIMEOUT = 300.0
+
+
+def _allow_slow_sentence_regex() -> None:
+    try:
+        from nltk import redos
+    except ImportError:  # nltk < 3.10 has no limit
+        return
+    if redos.DEFAULT_TIMEOUT is not None and redos.DEFAULT_TIMEOUT < SENTENCE_REGEX_TIMEOUT:
+        redos.DEFAULT_TIMEOUT = SENTENCE_REGEX_TIMEOUT
+
+
+_allow_slow_sentence_regex()
+
 #: Namespace of Enclave's point ids: uuid5(POINT_NAMESPACE, f"{source_id}#{chunk number}").
 POINT_NAMESPACE = uuid.UUID("5b0f7e3c-2d1a-5c55-9a43-6c1e0e7d4a10")
 

@@ -14,16 +14,18 @@ import pytest
 import yaml
 from openai import OpenAI
 
-from enclave.settings import Settings, SourceSettings
+from enclave.settings import ApiKeySettings, AuthSettings, ServerSettings, Settings, SourceSettings
 from flows.ingest import IngestReport, ingest
 from flows.components import Resources, index_path
 from indexes.edge_index import EdgeIndex
+from server.authentication import api_key_hash
 
 from e2e_server import enclave_server
 
 pytestmark = pytest.mark.e2e
 
 SOURCE = "example-docs"
+KEY = "enc-e2e-example-docs"
 EXTRAS = "parser-extras"  # corrupt, encrypted and odd PDFs and DOCX from pdfminer.six, pypdf, python-docx
 
 
@@ -36,6 +38,8 @@ def example_docs_setup(corpora, tmp_path_factory, embedder):
         data_dir=root / "data",
         sources=[SourceSettings(name=SOURCE, path=corpora / "example-docs", groups=["everyone"]),
                  SourceSettings(name=EXTRAS, path=corpora / "parser-extras", groups=["everyone"])],
+        server=ServerSettings(auth=AuthSettings(
+            api_keys=[ApiKeySettings(principal="e2e", groups=["everyone"], sha256=api_key_hash(KEY))])),
     )
     config = root / "enclave.yaml"
     config.write_text(yaml.safe_dump(json.loads(settings.model_dump_json())), encoding="utf-8")
@@ -114,8 +118,8 @@ def test_a_second_run_embeds_nothing(example_docs_setup):
 def test_served_answers_cite_the_right_documents(example_docs_setup, tmp_path):
     _, config, *_ = example_docs_setup
     with enclave_server(config, tmp_path / "serve.log") as url:
-        client = OpenAI(base_url=f"{url}/v1", api_key="not-needed-yet")
-        assert [m.id for m in client.models.list()] == ["enclave"]
+        client = OpenAI(base_url=f"{url}/v1", api_key=KEY)
+        assert [m.id for m in client.models.list()] == ["enclave", "enclave/ollama", "enclave/extractive"]
 
         completion = client.chat.completions.create(
             model="enclave", messages=[{"role": "user", "content": "Where was the footballer Iwan Roberts born?"}]
@@ -133,6 +137,6 @@ def test_served_answers_cite_the_right_documents(example_docs_setup, tmp_path):
         assert "face painting" in streamed and "family-day.eml" in streamed
 
         body = httpx.post(f"{url}/v1/ask", json={"question": "How many Stanley Cups have the Maple Leafs won?"},
-                          timeout=60).json()
+                          timeout=60, headers={"Authorization": f"Bearer {KEY}"}).json()
         assert "13" in body["answer"]
         assert any("stanley-cups" in c["uri"] for c in body["citations"])

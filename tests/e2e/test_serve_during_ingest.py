@@ -20,6 +20,10 @@ import pytest
 
 from e2e_server import enclave_server
 
+from server.authentication import api_key_hash
+
+KEY = "enc-e2e-serve-during-ingest"
+
 pytestmark = pytest.mark.e2e
 
 NEEDLE = "The Vardø lighthouse lens was reground by Ingrid Solheim in 1987."
@@ -51,6 +55,8 @@ def test_serve_answers_during_an_ingest_and_from_its_content_after(tmp_path, mon
         "sources": [{"name": "harbour", "path": str(docs), "groups": ["everyone"]}],
         "generators": [{"name": "extractive", "kind": "extractive"}],
         "ingest": {"batch_documents": 4},
+        "server": {"auth": {"api_keys": [{"principal": "e2e", "groups": ["everyone"], "sha256": api_key_hash(KEY)}]},
+                   "limits": {"requests_per_minute": None}},
     }), encoding="utf-8")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
@@ -67,7 +73,7 @@ def test_serve_answers_during_an_ingest_and_from_its_content_after(tmp_path, mon
         stop = threading.Event()
 
         def keep_asking() -> None:
-            with httpx.Client(timeout=30) as client:
+            with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {KEY}"}) as client:
                 while not stop.is_set():
                     started = time.monotonic()
                     response = client.post(f"{url}/v1/ask", json={"question": "When does the harbour office open?"})
@@ -91,6 +97,7 @@ def test_serve_answers_during_an_ingest_and_from_its_content_after(tmp_path, mon
         assert status.returncode == 0, status.stderr[-2000:]
         assert "harbour: 42 documents (42 indexed, 0 skipped, 0 failed, 0 pending)" in status.stdout
 
-        after = httpx.post(f"{url}/v1/ask", json={"question": QUESTION}, timeout=60).json()
+        after = httpx.post(f"{url}/v1/ask", json={"question": QUESTION}, timeout=60,
+                           headers={"Authorization": f"Bearer {KEY}"}).json()
         assert "Ingrid Solheim" in after["answer"]
         assert any(c["title"] == "lighthouse.md" or c["uri"].endswith("lighthouse.md") for c in after["citations"])
