@@ -1,4 +1,7 @@
-"""Request-scoped values the routers share: the pipeline, the settings, and the authenticated caller."""
+"""Request-scoped values the routers share: the pipeline, the settings, and the authenticated caller.
+
+They are ``async`` because none of them blocks: FastAPI would otherwise run each plain function in its
+thread pool (40 threads), a hop per dependency per request that queues under many concurrent streams."""
 
 from __future__ import annotations
 
@@ -11,15 +14,15 @@ from flows.answer import AnswerPipeline
 from server.authentication import AuthError, Principal
 
 
-def get_pipeline(request: Request) -> AnswerPipeline:
+async def get_pipeline(request: Request) -> AnswerPipeline:
     return request.app.state.pipeline
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def caller(request: Request) -> Principal:
+async def caller(request: Request) -> Principal:
     """The authenticated principal (see server/authentication.py), within its rate limit.
 
     Raises HTTPException 401 (no or bad credentials, with ``WWW-Authenticate: Bearer``), 403 (no

@@ -23,7 +23,7 @@ from indexes.vector_index import SearchFilter
 from llms.generator_chain import AllGeneratorsFailed, Restart, Token
 from server.answer_stream import AnswerStream
 from server.authentication import Principal
-from server.dependencies import caller, get_pipeline, get_settings
+from server.dependencies import caller, get_pipeline
 from server.request_limits import check_conversation
 
 router = APIRouter(prefix="/v1", tags=["ask"])
@@ -119,7 +119,7 @@ async def ask(
     principal: Principal = Depends(caller),
 ):
     history = [turn.model_dump() for turn in body.history]
-    check_conversation(get_settings(request).server.limits, body.question, history)
+    check_conversation(request.app.state.settings.server.limits, body.question, history)
     where = body.filter.to_search_filter() if body.filter else None
     stream = await AnswerStream.start(request, lambda: pipeline.stream(
         body.question.strip(), principal.groups, body.top_k, where, principal.name, history))

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from flows.answer import AnswerPipeline
 from server.authentication import Principal
-from server.dependencies import caller, get_pipeline, get_settings
+from server.dependencies import caller, get_pipeline
 from server.routers.ask import SearchFilterIn
 
 router = APIRouter(prefix="/v1", tags=["retrieve"])
@@ -53,7 +53,7 @@ async def retrieve(
 ) -> RetrieveResponse:
     if not body.query.strip():
         raise HTTPException(status_code=422, detail="query is blank")
-    limit = get_settings(request).server.limits.max_question_chars
+    limit = request.app.state.settings.server.limits.max_question_chars
     if len(body.query) > limit:
         raise HTTPException(422, f"the query has {len(body.query)} characters; the limit is {limit} "
                                  "(server.limits.max_question_chars)")
