@@ -67,15 +67,16 @@ Measured on this 2-core machine (shared with other jobs, load average 2-6: figur
 between runs), zero errors in every run but one (3 of 800 answers, on both sides, fell back to
 ``extractive`` before the Ollama generator's exception was recorded; not seen again in ~3,000 since):
 
-- default (200 concurrent, 20 tokens/s, all at once): server overhead p50 3.9-7.6 s, p95 7.1-8.9 s;
+- default (200 concurrent, 20 tokens/s, all at once): server overhead p50 3.9-7.9 s, p95 7.1-9.0 s;
   in-process 3.1-5.0 s, 4.9-7.1 s. 80-98 % of it, on both sides, is ``embed wait``: 25-38 ms per query
   under load, one at a time, caps throughput at 17-29 requests/s while 200 streams of ~1 s offer
-  ~200/s. CPU per request in the serving process is ~40 ms, ~25 of them the query embedding (hybrid
-  minus sparse), so 2 cores cannot carry this load whatever the server does; the server's own stages
-  add 130-470 ms p50 in the burst (one event loop taking 200 requests at once, and three thread hops).
+  ~200/s: the stand-in streams 26-37 answers at once, the other ~170 requests wait. CPU per request
+  in the serving process is ~40 ms, ~25 of them the query embedding (hybrid minus sparse), so 2 cores
+  cannot carry this load whatever the server does; the server's own stages add 130-470 ms p50 in the
+  burst (one event loop taking 200 requests at once, and three thread hops).
 - carried load (``--token-seconds 0.5 --ramp 10``: up to ~170 streams at once, 20 new a second): server
-  overhead p50 40-78 ms, p95 195-846 ms, in-process 31-43 / 57-414 ms, the p95 again from ``embed wait``;
-  with ``--torch-threads 1`` and the three prototypes: server 59-65 / 168-225 ms, in-process 32-34 /
+  overhead p50 40-78 ms, p95 195-1370 ms, in-process 31-43 / 57-485 ms, the p95 again from ``embed wait``;
+  with ``--torch-threads 1`` and the three prototypes: server 42-65 / 97-225 ms, in-process 30-34 /
   64-82 ms. Before 86bf040 the Ollama client's pool (httpx's default, 100) made every stream beyond 100
   wait for a connection: ``→generator`` 4.8 s p50 on both sides; since, 5-10 ms.
 - one at a time (``--concurrency 1 --requests 30``, quiet machine): server 29-30 / 32-58 ms, in-process
@@ -95,6 +96,7 @@ used and removed)::
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import re
@@ -536,7 +538,8 @@ def summarise(name: str, results: list[dict[str, Any]], wall: float, cpu: dict[s
         "gc": gc_figures(windows),
         "peak_in_flight": peak([(m["start"], m["end"]) for m in rows]),
         "peak_generating": peak([(m["gen_start"], m["gen_end"]) for m in rows]),
-        **{key: {"p50": pct(v, 50), "p95": pct(v, 95), "max": max(v, default=float("nan"))} for key, v in figures.items()},
+        **{key: {"p50": pct(v, 50), "p95": pct(v, 95), "max": max(v, default=float("nan"))}
+           for key, v in figures.items()},
         "breakdown": breakdown,
     }
 
@@ -554,7 +557,6 @@ def print_report(server: dict[str, Any], inprocess: dict[str, Any], options: arg
           f"{options.token_seconds * ms:.0f} ms/token, retrieval {options.retrieval_mode}"
           f"{f', PROTOTYPE query batches of up to {options.batch_queries}' if options.batch_queries else ''}"
           f"{f', Ollama pool {options.ollama_connections}' if options.ollama_connections else ''}"
-          f"{', PROTOTYPE async dependencies' if options.async_dependencies else ''}"
           f"{f', torch threads {options.torch_threads}' if options.torch_threads else ''}"
           f"{', PROTOTYPE gc.freeze()' if options.gc_freeze else ''}"
           f"{f', {options.rounds} rounds' if options.rounds > 1 else ''}"
@@ -588,8 +590,9 @@ def print_report(server: dict[str, Any], inprocess: dict[str, Any], options: arg
               f"{side['peak_generating']} streaming from the stand-in at once")
     for side in (server, inprocess):
         g = side["gc"]
-        print(f"{side['name']}: garbage collections during the load: {g['full']} full (max {g['full_max_s'] * ms:.0f} ms, "
-              f"total {g['full_total_s'] * ms:.0f} ms), young generations {g['young_total_s'] * ms:.0f} ms in all")
+        print(f"{side['name']}: garbage collections during the load: {g['full']} full "
+              f"(max {g['full_max_s'] * ms:.0f} ms, total {g['full_total_s'] * ms:.0f} ms), "
+              f"young generations {g['young_total_s'] * ms:.0f} ms in all")
     if overflows["server"] is not None:
         print(f"listen overflows (kernel SYN drops): server phase {overflows['server']}, "
               f"in-process phase {overflows['inprocess']}")
@@ -670,7 +673,7 @@ def main(options: argparse.Namespace) -> None:
     from indexes.embedder import DenseEmbedder
     from llms import ExtractiveGenerator, GeneratorChain, OllamaGenerator
     from server.app import create_app
-    from server.dependencies import caller, get_pipeline, get_settings
+    from server.dependencies import caller
 
     work = Path(options.data_dir) if options.data_dir else Path(tempfile.mkdtemp(prefix="enclave-serve-load-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -690,23 +693,18 @@ def main(options: argparse.Namespace) -> None:
             stamp(ref_of(question), stream=time.monotonic())
             yield from super().stream(question, *args, **kwargs)
 
-    def timed_caller(request):
-        """server.dependencies.caller, stamping ``auth`` when FastAPI runs it (a sync dependency: in a thread)."""
-        stamp(int(request.headers.get("x-bench-ref", "-1")), auth=time.monotonic())
-        return caller(request)
+    if inspect.iscoroutinefunction(caller):
+        async def timed_caller(request):
+            """server.dependencies.caller, stamping ``auth`` when FastAPI runs it (async: on the loop)."""
+            stamp(int(request.headers.get("x-bench-ref", "-1")), auth=time.monotonic())
+            return await caller(request)
+    else:
+        def timed_caller(request):
+            """The same for a plain ``caller``, which FastAPI runs in its thread pool, as it does this."""
+            stamp(int(request.headers.get("x-bench-ref", "-1")), auth=time.monotonic())
+            return caller(request)
 
-    async def async_caller(request):
-        """PROTOTYPE (``--async-dependencies``): the same, run on the event loop (no thread hop)."""
-        return timed_caller(request)
-
-    async def async_pipeline(request):
-        return get_pipeline(request)
-
-    async def async_settings(request):
-        return get_settings(request)
-
-    for function in (timed_caller, async_caller, async_pipeline, async_settings):
-        function.__annotations__ = {"request": Request}  # real classes, for FastAPI
+    timed_caller.__annotations__ = {"request": Request}  # the real class, for FastAPI
 
     standin = timed_standin(options.token_seconds)
     settings = settings_for(work, standin.url)
@@ -733,9 +731,6 @@ def main(options: argparse.Namespace) -> None:
 
     app = create_app(settings, pipeline=pipeline)
     app.dependency_overrides[caller] = timed_caller
-    if options.async_dependencies:
-        app.dependency_overrides.update({caller: async_caller, get_pipeline: async_pipeline,
-                                         get_settings: async_settings})
     timed_app = _Timed(app)
     config = uvicorn.Config(timed_app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
@@ -761,7 +756,8 @@ def main(options: argparse.Namespace) -> None:
             for ref, question in warm:
                 response = client.post("/v1/ask", json={"question": question})
                 if response.status_code != 200 or response.json().get("generator") != "ollama":
-                    raise RuntimeError(f"warm-up through the server failed: {response.status_code} {response.text[:300]}")
+                    raise RuntimeError(f"warm-up through the server failed: {response.status_code} "
+                                       f"{response.text[:300]}")
         for concurrency in (1, options.concurrency):
             warm_inprocess = run_inprocess(pipeline, jobs_for(WARMUP_REFS + 1000, max(len(warm), concurrency)),
                                            concurrency)
@@ -851,9 +847,6 @@ if __name__ == "__main__":
                             help="retrieval.mode (default hybrid); sparse: no query embedding, to see the rest alone")
         parser.add_argument("--batch-queries", type=int, default=0,
                             help="PROTOTYPE: share one encode among up to N waiting queries (default 0: off)")
-        parser.add_argument("--async-dependencies", action="store_true",
-                            help="PROTOTYPE: run the routes' dependencies (pipeline, settings, caller) as async "
-                                 "functions, without a thread hop each")
         parser.add_argument("--ramp", type=float, default=0.0,
                             help="seconds over which the workers start (default 0: all at once)")
         parser.add_argument("--gc-freeze", action="store_true",
@@ -863,6 +856,7 @@ if __name__ == "__main__":
         parser.add_argument("--rounds", type=int, default=1,
                             help="alternate the two sides in R rounds of requests/R each (on a shared machine, "
                                  "so both see the same kind of load; default 1)")
-        parser.add_argument("--data-dir", help="where the index is kept (default: a new temporary folder); reruns reuse it")
+        parser.add_argument("--data-dir",
+                            help="where the index is kept (default: a new temporary folder); reruns reuse it")
         parser.add_argument("--json", help="write the figures to this file")
         main(parser.parse_args())
