@@ -33,13 +33,14 @@ printed). Target: server overhead p95 <= 50 ms.
 
 Where the overhead goes: every question carries a tag ``(ref NNNNNN)`` that the client (header
 ``X-Bench-Ref`` too), the ASGI app (wrapped: ``_Timed``), the ``caller`` dependency (overridden by a
-stamping copy, still sync), the pipeline (``_TimedPipeline``), the retriever (``_TimedRetriever``), the
-model's ``encode`` and the stand-in see; each stamps ``time.monotonic()`` (system-wide on Linux, so the
-client subprocess's stamps line up). The breakdown prints p50/p95 (mean) of each stage, in ms:
+stamping copy of the same kind: async since 0d57ffd), the pipeline (``_TimedPipeline``), the retriever
+(``_TimedRetriever``), the model's ``encode`` and the stand-in see; each stamps ``time.monotonic()``
+(system-wide on Linux, so the client subprocess's stamps line up). The breakdown prints p50/p95
+(mean) of each stage, in ms:
 
 - ``client→app``: client starts the request → the ASGI app is called (connect, h11, the loop's turn);
-- ``app→auth``: → ``caller`` runs (middleware, body, ``get_pipeline``/``get_settings``: sync
-  dependencies, each a hop through anyio's thread pool, then ``caller``'s own hop);
+- ``app→auth``: → ``caller`` runs (middleware, body, ``get_pipeline``/``get_settings``; before 0d57ffd
+  these and ``caller`` were plain functions, each a hop through anyio's 40-thread pool);
 - ``→thread``: → the pipeline starts in ``app.state.answer_executor`` (in-process: in its thread);
 - ``→retrieve`` (condensing: nothing without history), ``embed wait`` (the model's process-wide lock:
   queries are embedded one at a time), ``embed`` (``encode``), ``search`` (BM25 + Qdrant Edge);
@@ -52,32 +53,35 @@ and the stand-in; the client process), and the kernel's listen-overflow counter 
 
 Knobs to find where time goes (off by default: the default figures are Enclave as shipped):
 ``--retrieval-mode sparse`` (no query embedding), ``--ollama-connections N`` (the Ollama client's pool;
-shipped since 86bf040: no cap, 32 kept alive), ``--torch-threads N`` (``torch.set_num_threads``), ``--ramp S``
-and ``--token-seconds`` (a load 2 cores can carry), ``--rounds R`` (alternate the sides, on a shared
-machine). PROTOTYPES, bench-only code standing in for a change to Enclave to measure its gain:
-``--batch-queries N`` (concurrent queries share one ``encode``: ``_BatchingEmbedder``),
-``--async-dependencies`` (``get_pipeline``/``get_settings``/``caller`` as ``async def``: no thread hops),
+since 86bf040 shipped without a cap, 32 kept alive), ``--torch-threads N`` (``torch.set_num_threads``),
+``--ramp S`` and ``--token-seconds`` (a load 2 cores can carry), ``--rounds R`` (alternate the sides, on
+a shared machine). PROTOTYPES, bench-only code standing in for a change to Enclave to measure its gain:
+``--batch-queries N`` (concurrent queries share one ``encode``: ``_BatchingEmbedder``) and
 ``--gc-freeze`` (``gc.freeze()`` after start-up: a full collection walks ~0.9 million loaded objects
-with the GIL held: ``gc.collect(2)`` 0.9-1.2 s here, 0 ms frozen; runs caught one of 626-708 ms).
+with the GIL held: ``gc.collect(2)`` 0.9-1.2 s here, 0 ms frozen; runs caught one of 626-708 ms). A
+third, ``--async-dependencies``, measured the route dependencies as ``async def``; 0d57ffd made them so.
 ``--torch-threads 1`` matters on a busy machine: torch's two OpenMP threads wait at a barrier whenever
 another thread or process holds a core; one query alone under load average ~3.5: p50 48-57 ms, mean
 100-132 ms, 115-128 ms CPU with 2 threads; 17 ms, 17-18 ms, 14-16 ms with 1.
 
-Measured on this 2-core machine (shared with other jobs, load average 2-6: figures move by a third
-between runs), zero errors in every run but one (3 of 800 answers, on both sides, fell back to
-``extractive`` before the Ollama generator's exception was recorded; not seen again in ~3,000 since):
+Measured on this 2-core machine (shared with other jobs, load average 1-6: figures move by a third
+between runs; "before 0d57ffd": sync route dependencies), zero errors in every run but one (3 of 800
+answers, on both sides, fell back to ``extractive`` before the Ollama generator's exception was
+recorded; not seen again in ~3,000 since):
 
 - default (200 concurrent, 20 tokens/s, all at once): server overhead p50 3.9-7.9 s, p95 7.1-9.0 s;
-  in-process 3.1-5.0 s, 4.9-7.1 s. 80-98 % of it, on both sides, is ``embed wait``: 25-38 ms per query
+  in-process 3.1-5.9 s, 4.9-7.1 s. 80-98 % of it, on both sides, is ``embed wait``: 25-38 ms per query
   under load, one at a time, caps throughput at 17-29 requests/s while 200 streams of ~1 s offer
-  ~200/s: the stand-in streams 26-37 answers at once, the other ~170 requests wait. CPU per request
+  ~200/s: the stand-in streams 26-38 answers at once, the other ~170 requests wait. CPU per request
   in the serving process is ~40 ms, ~25 of them the query embedding (hybrid minus sparse), so 2 cores
-  cannot carry this load whatever the server does; the server's own stages add 130-470 ms p50 in the
-  burst (one event loop taking 200 requests at once, and three thread hops).
-- carried load (``--token-seconds 0.5 --ramp 10``: up to ~170 streams at once, 20 new a second): server
-  overhead p50 40-78 ms, p95 195-1370 ms, in-process 31-43 / 57-485 ms, the p95 again from ``embed wait``;
-  with ``--torch-threads 1`` and the three prototypes: server 42-65 / 97-225 ms, in-process 30-34 /
-  64-82 ms. Before 86bf040 the Ollama client's pool (httpx's default, 100) made every stream beyond 100
+  cannot carry this load whatever the server does. The server's own stages (``client→app``,
+  ``app→auth``, ``→thread``) add 130-470 ms p50 in the burst before 0d57ffd (one event loop taking 200
+  requests at once, and three thread hops each), 127 ms since (``app→auth`` 40 ms p50, was 57-228).
+- carried load (``--token-seconds 0.5 --ramp 10``: up to ~170 streams at once, 20 new a second):
+  server overhead p50 40-78 ms, p95 195-1370 ms, in-process 31-43 / 57-485 ms, the p95 again from
+  ``embed wait``; with ``--torch-threads 1 --batch-queries 32 --gc-freeze`` and async dependencies:
+  server 40-65 / 97-225 ms, in-process 29-34 / 64-82 ms, the server's own stages 5 ms p50, 14-20 ms
+  p95. Before 86bf040 the Ollama client's pool (httpx's default, 100) made every stream beyond 100
   wait for a connection: ``→generator`` 4.8 s p50 on both sides; since, 5-10 ms.
 - one at a time (``--concurrency 1 --requests 30``, quiet machine): server 29-30 / 32-58 ms, in-process
   24-29 / 26-32 ms; the server's own stages add ~6 ms; with ``--torch-threads 1`` the server meets the
