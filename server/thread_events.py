@@ -35,8 +35,9 @@ async def events_in_thread(make: Callable[[], Iterator[T]], executor: Executor |
             stop.set()
 
     def produce() -> None:
-        iterator = make()
+        iterator = None
         try:
+            iterator = make()
             for event in iterator:
                 if stop.is_set():
                     break
@@ -45,7 +46,7 @@ async def events_in_thread(make: Callable[[], Iterator[T]], executor: Executor |
             put((None, exc))
             return
         finally:
-            close = getattr(iterator, "close", None)
+            close = getattr(iterator, "close", None) if iterator is not None else None
             if close is not None:
                 close()
         put((_END, None))
