@@ -95,12 +95,17 @@ class ChatCompletion(BaseModel):
     generator: str = Field(description="Enclave extension: the generator that answered.")
 
 
+def sources_list(answer: Answer) -> str:
+    """The "Sources" list naming each cited document, to follow the answer text ("" without citations)."""
+    if not answer.citations:
+        return ""
+    lines = [f"[{c.number}] {c.title}" + (f" — {c.section}" if c.section else "") + f" ({c.uri})" for c in answer.citations]
+    return "\n\nSources:\n" + "\n".join(lines)
+
+
 def content_with_sources(answer: Answer) -> str:
     """The answer text followed by a "Sources" list naming each cited document."""
-    if not answer.citations:
-        return answer.text
-    lines = [f"[{c.number}] {c.title}" + (f" — {c.section}" if c.section else "") + f" ({c.uri})" for c in answer.citations]
-    return answer.text + "\n\nSources:\n" + "\n".join(lines)
+    return answer.text + sources_list(answer)
 
 
 def _conversation(body: ChatCompletionRequest) -> tuple[str, list[dict[str, str]]]:
@@ -149,7 +154,7 @@ async def _chunks(stream: AnswerStream, model: str) -> AsyncIterator[str]:
                 yield chunk({"content": restart_notice(event)})
             elif isinstance(event, Answered):
                 answer = event.answer
-                sources = content_with_sources(answer)[len(answer.text):]
+                sources = sources_list(answer)
                 if sources:
                     yield chunk({"content": sources})
                 usage = Usage(prompt_tokens=answer.tokens_in, completion_tokens=answer.tokens_out,
@@ -176,11 +181,8 @@ async def chat_completions(
     only = route_generators(settings, body.model)
     limits = settings.server.limits
     check_max_tokens(limits, body.max_completion_tokens or body.max_tokens)
-    if len(body.messages) > limits.max_messages:
-        raise HTTPException(422, f"{len(body.messages)} messages; the limit is {limits.max_messages} "
-                                 "(server.limits.max_messages)")
     question, history = _conversation(body)
-    check_conversation(limits, question, history)
+    check_conversation(limits, question, history, messages=len(body.messages))
     where = body.filter.to_search_filter() if body.filter else None
     stream = await AnswerStream.start(request, lambda: pipeline.stream(
         question, principal.groups, None, where, principal.name, history, only))
