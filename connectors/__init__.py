@@ -1,6 +1,25 @@
-"""Where documents come from: connectors list :class:`SourceDocument` items and fetch their bytes lazily."""
+"""Where documents come from. Each connector meets [Connector][enclave.contracts.Connector]: it lists a
+source's items as [SourceDocument][enclave.contracts.SourceDocument]s (identity, version, ACL,
+classification) and fetches their bytes on demand.
 
-from connectors.document import SourceDocument
-from connectors.filesystem import FilesystemConnector
+Usage::
 
-__all__ = ["FilesystemConnector", "SourceDocument"]
+    from enclave.connectors import FilesystemConnector
+
+    connector = FilesystemConnector("handbook", "/srv/handbook", groups=["staff"])
+    docs = list(connector.list_documents())
+"""
+
+from typing import TYPE_CHECKING
+
+from enclave.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from enclave.connectors.beir import BeirCorpusConnector, DatasetError
+    from enclave.connectors.filesystem import FilesystemConnector
+
+__all__ = ["BeirCorpusConnector", "DatasetError", "FilesystemConnector"]
+__getattr__, __dir__ = lazy_exports(globals(), {
+    "enclave.connectors.beir": ["BeirCorpusConnector", "DatasetError"],
+    "enclave.connectors.filesystem": ["FilesystemConnector"],
+})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -31,9 +31,9 @@ class PromptTemplate:
         return _env().from_string(source).render(**variables).strip()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str) -> str:
-    path = resources.files("prompts") / "templates" / name
+    path = resources.files("enclave.prompts") / "templates" / name
     if not path.is_file():
         raise FileNotFoundError(f"no prompt template named {name!r} in prompts/templates")
     return path.read_text(encoding="utf-8")
