@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from connectors.document import SourceDocument
+from enclave.contracts import Classification, SourceDocument
 
 
 class DatasetError(ValueError):
@@ -21,52 +21,71 @@ class DatasetError(ValueError):
 
 
 class BeirCorpusConnector:
-    """Yields each corpus record of a BEIR dataset as a Markdown document: ``# title`` then the text.
+    """Each corpus record of a BEIR dataset as a Markdown document: ``# title`` then the text.
 
     Usage::
 
         connector = BeirCorpusConnector("scifact", "corpora/scifact")
-        docs = list(connector.run())       # list[SourceDocument], source ids "scifact:<_id>"
-        BeirCorpusConnector.corpus_id(docs[0].source_id)   # "4983"
+        docs = list(connector.list_documents())    # doc ids "scifact:<_id>"
+        connector.fetch(docs[0])                   # b"# <title>\n\n<text>"
+        BeirCorpusConnector.corpus_id(docs[0].doc_id)   # "4983"
 
-    The version is a hash of the record, so an unchanged record costs nothing on a re-run. Raises
+    The version is a hash of the record, so an unchanged record costs nothing on a re-run. Listing
+    notes where each record starts in ``corpus.jsonl``; ``fetch`` reads that line again. Raises
     DatasetError for a missing corpus.jsonl or a line that is not a JSON object with an ``_id``.
     """
 
     def __init__(self, source: str, path: str | Path, groups: tuple[str, ...] = ("everyone",),
-                 classification: str = "public") -> None:
+                 classification: str = Classification.PUBLIC) -> None:
         self.source = source
         self.root = Path(path)
         self.groups = tuple(groups)
         self.classification = classification
+        self._offsets: dict[str, int] = {}  # doc id -> byte offset of its line in corpus.jsonl
 
-    def run(self) -> Iterator[SourceDocument]:
+    def list_documents(self) -> Iterator[SourceDocument]:
         corpus = self.root / "corpus.jsonl"
-        for number, record in _jsonl(corpus):
-            title, text = str(record.get("title") or "").strip(), str(record.get("text") or "")
-            data = (f"# {title}\n\n{text}" if title else text).encode("utf-8")
+        for number, offset, record in _jsonl(corpus):
+            data = _markdown(record)
+            doc_id = f"{self.source}:{record['_id']}"
+            self._offsets[doc_id] = offset
             yield SourceDocument(
+                doc_id=doc_id,
                 source=self.source,
-                source_id=f"{self.source}:{record['_id']}",
                 uri=f"{corpus.resolve().as_uri()}#L{number}",
-                title=title or str(record["_id"]),
+                title=str(record.get("title") or "").strip() or str(record["_id"]),
                 version=hashlib.sha256(data).hexdigest()[:32],
                 size=len(data),
                 groups=self.groups,
                 classification=self.classification,
-                fetch=lambda data=data: data,
                 extension=".md",
             )
 
+    def fetch(self, document: SourceDocument) -> bytes:
+        """The record's Markdown. Raises FileNotFoundError for a document the corpus does not hold."""
+        if document.doc_id not in self._offsets:
+            for _ in self.list_documents():  # a connector that has not listed yet (e.g. just unpickled)
+                pass
+        if document.doc_id not in self._offsets:
+            raise FileNotFoundError(f"{document.doc_id!r} is not in {self.root / 'corpus.jsonl'}")
+        with (self.root / "corpus.jsonl").open("rb") as handle:
+            handle.seek(self._offsets[document.doc_id])
+            return _markdown(json.loads(handle.readline()))
+
     @staticmethod
-    def corpus_id(source_id: str) -> str:
-        """The corpus ``_id`` of a document this connector made (its source id without the source)."""
-        return source_id.split(":", 1)[1]
+    def corpus_id(doc_id: str) -> str:
+        """The corpus ``_id`` of a document this connector made (its doc id without the source)."""
+        return doc_id.split(":", 1)[1]
+
+
+def _markdown(record: dict) -> bytes:
+    title, text = str(record.get("title") or "").strip(), str(record.get("text") or "")
+    return (f"# {title}\n\n{text}" if title else text).encode("utf-8")
 
 
 def read_queries(path: str | Path) -> dict[str, str]:
     """``queries.jsonl`` of a BEIR folder: {query id: text}. Raises DatasetError."""
-    return {str(record["_id"]): str(record.get("text", "")) for _, record in _jsonl(Path(path) / "queries.jsonl")}
+    return {str(record["_id"]): str(record.get("text", "")) for _, _, record in _jsonl(Path(path) / "queries.jsonl")}
 
 
 def read_qrels(path: str | Path, split: str = "test") -> dict[str, dict[str, int]]:
@@ -94,11 +113,15 @@ def is_beir_dataset(path: str | Path) -> bool:
     return (root / "corpus.jsonl").is_file() and (root / "queries.jsonl").is_file()
 
 
-def _jsonl(file: Path) -> Iterator[tuple[int, dict]]:
+def _jsonl(file: Path) -> Iterator[tuple[int, int, dict]]:
+    """(line number, byte offset of the line, record) per non-blank line of a JSON Lines file."""
     if not file.is_file():
         raise DatasetError(f"{file} not found")
-    with file.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with file.open("rb") as handle:
+        offset = 0
+        for number, raw in enumerate(handle, start=1):
+            start, offset = offset, offset + len(raw)
+            line = raw.decode("utf-8")
             if not line.strip():
                 continue
             try:
@@ -107,4 +130,4 @@ def _jsonl(file: Path) -> Iterator[tuple[int, dict]]:
                 raise DatasetError(f"{file}:{number}: not JSON ({exc.msg})") from None
             if not isinstance(record, dict) or "_id" not in record:
                 raise DatasetError(f"{file}:{number}: expected a JSON object with an _id")
-            yield number, record
+            yield number, start, record

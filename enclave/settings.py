@@ -10,7 +10,7 @@ Usage::
 Relative paths (``data_dir``, ``sources[].path``) are relative to the working directory.
 Precedence, highest first: keyword arguments, ``ENCLAVE_*`` environment variables (nested fields
 with ``__``, e.g. ``ENCLAVE_INDEX__BACKEND=server``), the YAML file, the defaults below.
-An invalid value raises :class:`SettingsError` whose message names the field (``index.backend``).
+An invalid value raises [SettingsError][enclave.settings.SettingsError] whose message names the field (``index.backend``).
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-Classification = Literal["public", "internal", "confidential", "restricted"]
-#: Classification labels in increasing order of sensitivity.
-CLASSIFICATIONS: tuple[Classification, ...] = ("public", "internal", "confidential", "restricted")
+from enclave.contracts import Classification, Locality
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -59,7 +57,7 @@ class SourceSettings(BaseModel):
         default_factory=lambda: ["everyone"],
         description="ACL: the groups allowed to see this source's documents.",
     )
-    classification: Classification = "internal"
+    classification: Classification = Classification.INTERNAL
     schedule: str | None = Field(
         default=None,
         description="Cron expression of the source's scheduled ingestion (prefect.yaml deployment ingest-<name>), "
@@ -198,20 +196,20 @@ class GeneratorSettings(BaseModel):
     first_token_timeout: float | None = Field(
         default=None, gt=0, description="Seconds to the first piece of the answer, and between pieces (default: timeout).")
     connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect.")
-    locality: Literal["local", "external"] | None = Field(
+    locality: Locality | None = Field(
         default=None, description="Default: external for openai and anthropic, local otherwise.")
     max_label: Classification = Field(
-        default="internal", description="External only: the most sensitive label it may receive.")
+        default=Classification.INTERNAL, description="External only: the most sensitive label it may receive.")
     redact_pii: bool = Field(default=True, description="External only: redact PII from what is sent.")
     pii_entities: list[str] | None = Field(
-        default=None, description="External only: the PII types to redact (default: llms.pii_redactor's list).")
+        default=None, description="External only: the PII types to redact (default: enclave.llms.pii_redactor.DEFAULT_ENTITIES).")
 
     @model_validator(mode="after")
     def _needs_model(self) -> GeneratorSettings:
         if self.kind != "extractive" and not self.model:
             raise ValueError(f"generator {self.name!r} of kind {self.kind!r} needs a model")
         if self.locality is None:
-            self.locality = "external" if self.kind in ("openai", "anthropic") else "local"
+            self.locality = Locality.EXTERNAL if self.kind in ("openai", "anthropic") else Locality.LOCAL
         return self
 
     def key(self) -> str | None:
@@ -356,6 +354,16 @@ class Settings(BaseSettings):
             if s.name == name:
                 return s
         raise KeyError(f"no source named {name!r}; configured: {', '.join(s.name for s in self.sources) or 'none'}")
+
+    @property
+    def audit_path(self) -> Path:
+        """The audit log of external calls: ``<data_dir>/audit.jsonl``."""
+        return Path(self.data_dir) / "audit.jsonl"
+
+    @property
+    def usage_path(self) -> Path:
+        """The usage log of answers: ``<data_dir>/usage.jsonl``."""
+        return Path(self.data_dir) / "usage.jsonl"
 
     def route_generators(self) -> list[GeneratorSettings]:
         """The generators in route order."""
