@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
 from llama_index.core import Document
 from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
-from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+from enclave.contracts import Chunk, point_id
 
 #: Seconds nltk may spend on one regular-expression match when the sentence splitter finds sentence
 #: ends. nltk >= 3.10 runs every match under a wall-clock limit (``nltk.redos.DEFAULT_TIMEOUT``, 5 s) and
@@ -28,10 +28,6 @@ def _allow_slow_sentence_regex() -> None:
 
 _allow_slow_sentence_regex()
 
-#: Namespace of Enclave's point ids: uuid5(POINT_NAMESPACE, f"{source_id}#{chunk number}").
-POINT_NAMESPACE = uuid.UUID("5b0f7e3c-2d1a-5c55-9a43-6c1e0e7d4a10")
-
-
 class Tokenizer(Protocol):
     """What the chunker needs of the embedder's tokenizer."""
 
@@ -42,26 +38,24 @@ class Tokenizer(Protocol):
         """``text`` cut into consecutive pieces of at most ``max_tokens`` tokens each."""
 
 
-def point_id(source_id: str, chunk: int) -> str:
-    """Deterministic point id of chunk number ``chunk`` of document ``source_id`` (UUIDv5, as str)."""
-    return str(uuid.uuid5(POINT_NAMESPACE, f"{source_id}#{chunk}"))
-
-
 class MarkdownChunker:
-    """Splits a Markdown Document into ``TextNode`` chunks by section, then by sentence.
+    """Splits a parsed Markdown document into [Chunk][enclave.contracts.Chunk]s by section, then by
+    sentence (LlamaIndex's ``MarkdownNodeParser`` and ``SentenceSplitter``), sized by the embedder's
+    own tokenizer.
 
     Usage::
 
         chunker = MarkdownChunker(tokenizer=embedder, max_tokens=embedder.max_tokens)
-        nodes = chunker.run(document)       # list[TextNode], each <= max_tokens tokens
-        nodes[0].metadata["section"]        # "Handbook > Leave > Carry-over"
+        chunks = chunker.run(document)      # list[Chunk], each <= max_tokens tokens
+        chunks[0].section                   # "Handbook > Leave > Carry-over"
 
-    ``tokenizer`` counts and cuts tokens the way the embedder does (see :class:`Tokenizer`);
-    ``max_tokens`` is the hard upper bound per chunk, so the embedder never truncates a chunk.
-    ``chunk_tokens`` (default ``max_tokens``) is the target size and ``overlap_tokens`` the overlap
-    between consecutive chunks of one section. Node ids are :func:`point_id` of (document id, chunk
-    number); each node carries the document's metadata plus ``section`` and ``chunk``, and a SOURCE
-    relationship to the document.
+    ``document`` is what [DocumentParser][enclave.indexes.DocumentParser] returns (a LlamaIndex
+    ``Document`` whose ``id_`` is the doc id and whose metadata holds source, title, uri, doc_type,
+    modified_at, groups, classification and content_hash). ``tokenizer`` counts and cuts tokens the
+    way the embedder does (see [Tokenizer][enclave.indexes.chunker.Tokenizer]); ``max_tokens`` is the
+    hard upper bound per chunk, so the embedder never truncates a chunk. ``chunk_tokens`` (default
+    ``max_tokens``) is the target size and ``overlap_tokens`` the overlap between consecutive chunks
+    of one section. Chunk ids are [point_id][enclave.contracts.point_id] of (doc id, chunk number).
     """
 
     def __init__(
@@ -85,33 +79,23 @@ class MarkdownChunker:
             include_prev_next_rel=False,
         )
 
-    def __getstate__(self) -> dict:
-        # shipped to a Dask worker: the parsers (holding a lambda) are rebuilt there from the settings
-        return {"tokenizer": self.tokenizer, "max_tokens": self.max_tokens, "chunk_tokens": self.chunk_tokens,
-                "overlap_tokens": self.overlap_tokens}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
-
-    def run(self, document: Document) -> list[TextNode]:
-        """Chunk ``document``; returns the nodes in document order (possibly empty)."""
+    def run(self, document: Document) -> list[Chunk]:
+        """Chunk ``document``; returns the chunks in document order (possibly empty)."""
         pieces: list[tuple[str, str]] = []
         for section_path, text in self._sections_of(document):
             for piece in self._splitter.split_text(text):
                 for bounded in self._bound(piece):
                     if bounded.strip():
                         pieces.append((section_path, bounded.strip()))
-        nodes = []
-        for number, (section, text) in enumerate(pieces):
-            nodes.append(
-                TextNode(
-                    id_=point_id(document.id_, number),
-                    text=text,
-                    metadata={**document.metadata, "section": section, "chunk": number},
-                    relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=document.id_)},
-                )
-            )
-        return nodes
+        meta = document.metadata
+        return [
+            Chunk(id=point_id(document.id_, number), doc_id=document.id_, chunk=number, text=text, section=section,
+                  source=meta.get("source", ""), title=meta.get("title", ""), uri=meta.get("uri", ""),
+                  doc_type=meta.get("doc_type", ""), modified_at=meta.get("modified_at") or "",
+                  groups=tuple(meta.get("groups", ())), classification=str(meta.get("classification", "internal")),
+                  content_hash=meta.get("content_hash", ""))
+            for number, (section, text) in enumerate(pieces)
+        ]
 
     def _sections_of(self, document: Document) -> list[tuple[str, str]]:
         """(section path, text) per Markdown section; heading-only sections join the next one."""

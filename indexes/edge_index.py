@@ -1,60 +1,85 @@
-"""The embedded index: a Qdrant Edge shard (Qdrant's own engine, in-process) on a local folder."""
+"""The embedded index: Qdrant Edge shards (Qdrant's own engine, in-process) in a local folder."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import qdrant_edge as qe
+from qdrant_client import models
 
-from indexes.vector_index import (
+from enclave.indexes.index_backend import (
     DATETIME_FIELDS,
     DENSE,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SPARSE,
-    VectorIndex,
-    VectorIndexError,
+    Hit,
+    IndexLocked,
+    IndexMismatch,
+    IndexMissing,
+    IndexUnavailable,
+    Point,
+    Store,
 )
 
 _SCROLL_PAGE = 1000
+LOCK_FILE = ".lock"
 
 
-class EdgeIndex(VectorIndex):
-    """Chunks, ledger and runs in three Qdrant Edge shards under ``path`` (``chunks/``, ``ledger/``, ``runs/``).
+class EdgeIndex:
+    """An [IndexBackend][enclave.indexes.IndexBackend] in three Qdrant Edge shards under ``path``
+    (``chunks/``, ``ledger/``, ``runs/``).
 
     Usage::
 
-        index = EdgeIndex(".enclave/index/enclave", dimension=384)
-        index.upsert(nodes, vectors)
-        hits = index.search(query_vector, groups=["everyone"], limit=5)
-        index.close()
+        backend = EdgeIndex(".enclave/index/enclave", dimension=384)
+        store = ChunkStore(backend)
+        store.upsert(chunks, vectors, sparse)
+        backend.close()
 
     The chunks shard has a ``dense`` vector (cosine) and a ``sparse`` one with Qdrant's IDF modifier.
-    A shard belongs to one process: opening one that another process holds raises
-    VectorIndexError (``flows.components.build_index`` then writes through the owner, see
-    indexes/remote_index.py). Within the process, threads share it: each shard call holds a lock. Opening an existing shard with another ``dimension`` raises VectorIndexError
-    (a different embedding model needs a new collection); so does one built before sparse vectors
-    (it needs a re-index).
+    An embedded index belongs to one process: this class holds an exclusive lock on ``<path>/.lock``
+    while it is open, and opening one that another process (or another EdgeIndex in this process)
+    holds raises [IndexLocked][enclave.indexes.IndexLocked] (``enclave.flows.open_index`` then writes
+    through the owner, see [RemoteIndex][enclave.indexes.RemoteIndex]). Within the process, threads
+    share it: each shard call holds a lock. ``dimension=None`` opens an existing index at its own
+    dimension (raises [IndexMissing][enclave.indexes.IndexMissing] when there is none); an existing
+    index with another dimension, or one built before sparse vectors, raises
+    [IndexMismatch][enclave.indexes.IndexMismatch].
     """
 
     def __init__(self, path: str | Path, dimension: int | None = None) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        stored = self.stored_dimension(self.path)
         if dimension is None:  # an existing index knows its own dimension (e.g. for `enclave status`)
-            dimension = self.stored_dimension(self.path)
-            if dimension is None:
-                raise VectorIndexError(f"there is no index at {self.path} yet: run `enclave ingest` first")
+            if stored is None:
+                raise IndexMissing(f"there is no index at {self.path} yet: run `enclave ingest` first")
+            dimension = stored
+        if stored is not None and stored != dimension:
+            raise IndexMismatch(
+                f"the index at {self.path} holds vectors of size {stored}, the embedder makes {dimension}: it was "
+                "built with another embedding model; choose another index.collection or delete the folder to re-index"
+            )
         self.dimension = dimension
-        self._chunks = self._open(self.path / "chunks", self._chunks_config(dimension), indexed=True)
-        # ledger and run points carry no vector; Edge wants one declared, so they get a 1-d one never used
-        bare = qe.EdgeConfig(vectors={DENSE: qe.EdgeVectorParams(size=1, distance=qe.Distance.Dot)})
-        self._ledger = self._open(self.path / "ledger", bare, indexed=False)
-        self._runs = self._open(self.path / "runs", bare, indexed=False)
-        self._shards = {"chunks": self._chunks, "ledger": self._ledger, "runs": self._runs}
+        self._lock_file = self._acquire(self.path)
+        try:
+            self._shards = {
+                Store.CHUNKS: self._open(self.path / "chunks", self._chunks_config(dimension), indexed=True),
+                # ledger and run points carry no vector; Edge wants one declared, so they get a 1-d one never used
+                Store.LEDGER: self._open(self.path / "ledger", _bare_config(), indexed=False),
+                Store.RUNS: self._open(self.path / "runs", _bare_config(), indexed=False),
+            }
+        except BaseException:
+            self._release()
+            raise
 
     @staticmethod
     def stored_dimension(path: str | Path) -> int | None:
@@ -63,6 +88,25 @@ class EdgeIndex(VectorIndex):
         if not config.exists():
             return None
         return int(json.loads(config.read_text(encoding="utf-8"))["vectors"][DENSE]["size"])
+
+    @staticmethod
+    def _acquire(path: Path) -> Any:
+        path.mkdir(parents=True, exist_ok=True)
+        handle = open(path / LOCK_FILE, "a+b")  # noqa: SIM115 - held open for the index's lifetime
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise IndexLocked(path, f"the index at {path} is open in another process (an embedded index belongs to "
+                                    "one process: stop `enclave serve`, or use a Qdrant server)") from None
+        os.set_inheritable(handle.fileno(), False)
+        return handle
+
+    def _release(self) -> None:
+        handle, self._lock_file = getattr(self, "_lock_file", None), None
+        if handle is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            handle.close()
 
     @staticmethod
     def _chunks_config(dimension: int) -> qe.EdgeConfig:
@@ -76,28 +120,18 @@ class EdgeIndex(VectorIndex):
         if exists and indexed:
             stored = json.loads((path / "edge_config.json").read_text(encoding="utf-8"))
             if SPARSE not in (stored.get("sparse_vectors") or {}):
-                raise VectorIndexError(
+                raise IndexMismatch(
                     f"the index at {path} was built without sparse (BM25) vectors by an older Enclave: "
                     "delete the folder, or choose another index.collection, and ingest again"
                 )
         try:
             if exists:
-                return qe.EdgeShard.load(str(path), config)  # checks that config matches the segments
-            path.mkdir(parents=True, exist_ok=True)
-            shard = qe.EdgeShard.create(str(path), config)
-        except Exception as exc:
-            message = str(exc)
-            if "WouldBlock" in message:
-                raise VectorIndexError(
-                    f"the index at {path} is open in another process (an embedded shard belongs to one process: "
-                    "stop `enclave serve`, or use a Qdrant server)"
-                ) from exc
-            if "incompatible" in message.lower():
-                raise VectorIndexError(
-                    f"the index at {path} was built with another embedding model ({message}); "
-                    "choose another index.collection or delete the folder to re-index"
-                ) from exc
-            raise VectorIndexError(f"could not open the index at {path}: {message}") from exc
+                shard = qe.EdgeShard.load(str(path), config)  # checks that config matches the segments
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+                shard = qe.EdgeShard.create(str(path), config)
+        except Exception as exc:  # the engine reports every failure as one exception type
+            raise IndexUnavailable(f"could not open the index at {path}: {exc}") from exc
         fields = [(name, qe.PayloadSchemaType.Keyword) for name in KEYWORD_FIELDS]
         fields += [(name, qe.PayloadSchemaType.Integer) for name in INTEGER_FIELDS]
         fields += [(name, qe.PayloadSchemaType.Datetime) for name in DATETIME_FIELDS]
@@ -105,85 +139,116 @@ class EdgeIndex(VectorIndex):
             shard.update(qe.UpdateOperation.create_field_index(name, schema))
         return shard
 
-    # -- primitives -----------------------------------------------------------------------------
-    def _shard(self, store: str) -> qe.EdgeShard:
-        return self._shards[store]
-
-    def _upsert(self, store: str, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None:
-        vectors = [{name: qe.SparseVector(v["indices"], v["values"]) if name == SPARSE else v for name, v in named.items()}
-                   for named in vectors]
-        points = [qe.Point(id=i, vector=v, payload=p) for i, v, p in zip(ids, vectors, payloads)]
+    # -- primitives -----------------------------------------------------------------------------------------------------
+    def upsert(self, store: Store, points: Sequence[Point]) -> None:
+        edge_points = [qe.Point(id=p.id, vector=_vectors(p), payload=p.payload) for p in points]
         with self._lock:
-            self._shard(store).update(qe.UpdateOperation.upsert_points(points))
+            self._shards[store].update(qe.UpdateOperation.upsert_points(edge_points))
 
-    def _delete(self, store: str, filter_: Any) -> None:
+    def delete(self, store: Store, selector: models.Filter) -> None:
         with self._lock:
-            self._shard(store).update(qe.UpdateOperation.delete_points_by_filter(filter_))
+            self._shards[store].update(qe.UpdateOperation.delete_points_by_filter(edge_filter(selector)))
 
-    def _delete_ids(self, store: str, ids: list[str]) -> None:
+    def delete_ids(self, store: Store, ids: Sequence[str]) -> None:
         with self._lock:
-            self._shard(store).update(qe.UpdateOperation.delete_points(ids))
+            self._shards[store].update(qe.UpdateOperation.delete_points(list(ids)))
 
-    def _scroll(self, store: str, filter_: Any) -> Iterable[tuple[Any, dict]]:
-        shard, offset = self._shard(store), None
+    def scroll(self, store: Store, selector: models.Filter | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        shard, offset, condition = self._shards[store], None, edge_filter(selector)
         while True:
             with self._lock:
                 records, offset = shard.scroll(
-                    qe.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, filter=filter_, with_payload=True, with_vector=False)
-                )
+                    qe.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, filter=condition, with_payload=True,
+                                     with_vector=False))
             for record in records:
-                yield record.id, record.payload or {}
+                yield str(record.id), record.payload or {}
             if offset is None:
                 return
 
-    def _count(self, filter_: Any) -> int:
+    def count(self, store: Store, selector: models.Filter | None = None) -> int:
         with self._lock:
-            return self._chunks.count(qe.CountRequest(exact=True, filter=filter_))
+            return self._shards[store].count(qe.CountRequest(exact=True, filter=edge_filter(selector)))
 
-    def _query(self, query: dict[str, Any], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]:
-        dense = qe.Query.Nearest(query["dense"], using=DENSE) if query.get("dense") is not None else None
-        sparse = None
-        if query.get("sparse") is not None:
-            sparse = qe.Query.Nearest(qe.SparseVector(query["sparse"]["indices"], query["sparse"]["values"]), using=SPARSE)
-        fusion = query.get("fusion")
-        if dense is not None and sparse is not None:
-            depth = int(fusion["prefetch"])
-            request = qe.QueryRequest(
-                limit=limit,
-                prefetches=[qe.Prefetch(limit=depth, query=dense, filter=filter_),
-                            qe.Prefetch(limit=depth, query=sparse, filter=filter_)],
-                query=qe.Fusion.Rrf(k=int(fusion["k"]), weights=[float(w) for w in fusion["weights"]]),
-                filter=filter_,
-                with_payload=True,
-            )
-        else:
-            request = qe.QueryRequest(limit=limit, query=dense or sparse, filter=filter_, with_payload=True)
+    def query(self, request: models.QueryRequest) -> list[Hit]:
+        prefetches = [qe.Prefetch(limit=int(p.limit or 10), query=_edge_query(p.query, p.using), filter=edge_filter(p.filter))
+                      for p in request.prefetch or []] if isinstance(request.prefetch, list) else None
+        fused = isinstance(request.query, models.RrfQuery)
+        query = (qe.Fusion.Rrf(k=int(request.query.rrf.k or 2), weights=request.query.rrf.weights) if fused
+                 else _edge_query(request.query, request.using))
+        edge_request = qe.QueryRequest(limit=int(request.limit or 10), query=query, filter=edge_filter(request.filter),
+                                       with_payload=True, **({"prefetches": prefetches} if prefetches else {}))
         with self._lock:
-            points = self._chunks.query(request)
-        return [(p.id, p.score, p.payload or {}) for p in points]
-
-    def _match(self, key: str, value: str | int) -> Any:
-        return qe.FieldCondition(key=key, match=qe.MatchValue(value))
-
-    def _match_any(self, key: str, values: list[str]) -> Any:
-        return qe.FieldCondition(key=key, match=qe.MatchAny(any=values))
-
-    def _at_least(self, key: str, value: int) -> Any:
-        return qe.FieldCondition(key=key, range=qe.RangeFloat(gte=float(value)))
-
-    def _between(self, key: str, start: str | None, end: str | None) -> Any:
-        return qe.FieldCondition(key=key, range=qe.RangeDateTime(gte=start, lte=end))
-
-    def _filter(self, must: list[Any]) -> Any:
-        return qe.Filter(must=must)
+            points = self._shards[Store.CHUNKS].query(edge_request)
+        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in points]
 
     def close(self) -> None:
         with self._lock:
-            self._close_shards()
-
-    def _close_shards(self) -> None:
-        for shard in self._shards.values():
             try:
-                shard.flush()
+                for shard in self._shards.values():
+                    try:
+                        shard.flush()
+                    finally:
+                        shard.close()
             finally:
-                shard.close()
+                self._release()
+
+
+def _bare_config() -> qe.EdgeConfig:
+    return qe.EdgeConfig(vectors={DENSE: qe.EdgeVectorParams(size=1, distance=qe.Distance.Dot)})
+
+
+def _vectors(point: Point) -> dict[str, Any]:
+    vectors: dict[str, Any] = {}
+    if point.dense is not None:
+        vectors[DENSE] = list(point.dense)
+    if point.sparse is not None and point.sparse.indices:  # a chunk of only stopwords or symbols has no terms
+        vectors[SPARSE] = qe.SparseVector(list(point.sparse.indices), list(point.sparse.values))
+    return vectors
+
+
+def _edge_query(query: Any, using: str | None) -> Any:
+    """A dense (list of floats) or sparse (``models.SparseVector``) nearest-neighbour query."""
+    if isinstance(query, models.SparseVector):
+        return qe.Query.Nearest(qe.SparseVector(list(query.indices), list(query.values)), using=using or SPARSE)
+    if isinstance(query, models.NearestQuery):
+        return _edge_query(query.nearest, using)
+    if isinstance(query, list) and all(isinstance(x, (int, float)) for x in query):
+        return qe.Query.Nearest([float(x) for x in query], using=using or DENSE)
+    raise ValueError(f"the embedded index runs dense, sparse and RRF-fused queries, not {type(query).__name__}")
+
+
+def edge_filter(selector: models.Filter | None) -> qe.Filter | None:
+    """Qdrant Edge's filter for qdrant-client's ``models.Filter``: ``must``, ``should`` and ``must_not``
+    of field conditions that match a value or any of several, or a numeric or datetime range (what
+    Enclave's stores use), and nested filters of those. Raises ValueError for any other condition."""
+    if selector is None:
+        return None
+    parts = {name: [_edge_condition(c) for c in _as_list(getattr(selector, name))]
+             for name in ("must", "should", "must_not") if getattr(selector, name)}
+    return qe.Filter(**parts)
+
+
+def _as_list(conditions: Any) -> list:
+    return conditions if isinstance(conditions, list) else [conditions]
+
+
+def _edge_condition(condition: Any) -> Any:
+    if isinstance(condition, models.Filter):
+        return edge_filter(condition)
+    if not isinstance(condition, models.FieldCondition):
+        raise ValueError(f"unsupported filter condition {type(condition).__name__}")
+    if isinstance(condition.match, models.MatchValue):
+        return qe.FieldCondition(key=condition.key, match=qe.MatchValue(condition.match.value))
+    if isinstance(condition.match, models.MatchAny):
+        return qe.FieldCondition(key=condition.key, match=qe.MatchAny(any=list(condition.match.any)))
+    if isinstance(condition.range, models.DatetimeRange):
+        bounds = {k: _iso(v) for k in ("gte", "gt", "lte", "lt") if (v := getattr(condition.range, k)) is not None}
+        return qe.FieldCondition(key=condition.key, range=qe.RangeDateTime(**bounds))
+    if isinstance(condition.range, models.Range):
+        bounds = {k: float(v) for k in ("gte", "gt", "lte", "lt") if (v := getattr(condition.range, k)) is not None}
+        return qe.FieldCondition(key=condition.key, range=qe.RangeFloat(**bounds))
+    raise ValueError(f"unsupported condition on {condition.key!r}: only match value/any and ranges")
+
+
+def _iso(moment: datetime | str) -> str:
+    return moment.isoformat() if isinstance(moment, datetime) else str(moment)

@@ -52,13 +52,6 @@ class DenseEmbedder:
         self._model = None
         self._lock = threading.Lock()
 
-    def __getstate__(self) -> dict:
-        # shipped to another process (a Dask worker): the model stays behind and loads there, once
-        return {"model_name": self.model_name, "device": self.device, "batch_size": self.batch_size}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**{"model": state["model_name"], "device": state["device"], "batch_size": state["batch_size"]})
-
     @property
     def model(self):
         """The loaded ``SentenceTransformer`` (loaded on first access)."""
@@ -67,7 +60,6 @@ class DenseEmbedder:
                 if self._model is None:
                     self._model = _load_shared(self.model_name, self.device)
         return self._model
-
 
     @property
     def dimension(self) -> int:

@@ -1,10 +1,11 @@
 """A parse process: converts documents with markitdown outside the ingesting process.
 
-The ingesting process talks to it through :class:`ParseWorker`; a file that takes longer than its time
-limit gets the process killed and a fresh one started, and a memory limit (RLIMIT_AS) keeps one file
-from exhausting the machine. Run as ``python indexes/parse_worker.py MEMORY_BYTES`` (by path, so the
-worker imports only the standard library and markitdown, not the whole package); frames on
-stdin/stdout are 8-byte big-endian lengths followed by a pickle.
+The ingesting process talks to it through [ParseWorker][enclave.indexes.parse_worker.ParseWorker]; a
+file that takes longer than its time limit gets the process killed and a fresh one started, and a
+memory limit (RLIMIT_AS) keeps one file from exhausting the machine. Run as
+``python .../enclave/indexes/parse_worker.py MEMORY_BYTES`` (by path, so the worker imports only the
+standard library and markitdown, not the whole package); frames on stdin/stdout are 8-byte big-endian
+lengths followed by a pickle.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def _markitdown():
 
 
 def convert_to_markdown(data: bytes, extension: str, filename: str) -> tuple[str, str]:
-    """markitdown's conversion of ``data`` (.eml through :func:`email_to_markdown`): returns
-    (markdown, title or ""). Raises the converters' errors."""
+    """markitdown's conversion of ``data`` (.eml through
+    [email_to_markdown][enclave.indexes.parse_worker.email_to_markdown]): returns (markdown, title or "").
+    Raises the converters' errors."""
     if extension == ".eml":
         return email_to_markdown(data)
     from markitdown import StreamInfo

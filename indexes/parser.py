@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from llama_index.core import Document
 
-from connectors.document import SourceDocument
-from indexes.parse_worker import ParseWorker
+from enclave.contracts import DocumentStatus, SourceDocument
+from enclave.indexes.parse_worker import ParseWorker
 
 #: Extensions markitdown has no text converter for: skipped with reason "unsupported type", no parse tried.
 UNSUPPORTED_EXTENSIONS = frozenset(
@@ -25,12 +25,12 @@ _CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an OOXML file in an OLE cont
 class ParseError(Exception):
     """A document that could not be turned into text.
 
-    ``status`` is ``"failed"`` (the file is broken: encrypted, corrupt, unreadable) or ``"skipped"``
-    (nothing to index: unsupported type, empty, too large); ``reason`` is a short category for counting
-    (e.g. ``"encrypted"``), ``detail`` the underlying message.
+    ``status`` is ``DocumentStatus.FAILED`` (the file is broken: encrypted, corrupt, unreadable) or
+    ``DocumentStatus.SKIPPED`` (nothing to index: unsupported type, empty, too large); ``reason`` is a
+    short category for counting (e.g. ``"encrypted"``), ``detail`` the underlying message.
     """
 
-    def __init__(self, status: str, reason: str, detail: str = "") -> None:
+    def __init__(self, status: DocumentStatus, reason: str, detail: str = "") -> None:
         super().__init__(f"{status}: {reason}" + (f" ({detail})" if detail else ""))
         self.status = status
         self.reason = reason
@@ -39,19 +39,19 @@ class ParseError(Exception):
 
 @dataclass(frozen=True)
 class _Classified:
-    status: str
+    status: DocumentStatus
     reason: str
 
 
 def _classify(exc: BaseException) -> _Classified:
     text = str(exc).lower()
     if any(word in text for word in ("encrypt", "password", "decrypt")):
-        return _Classified("failed", "encrypted")
+        return _Classified(DocumentStatus.FAILED, "encrypted")
     if "UnsupportedFormatException" in str(exc) or type(exc).__name__ == "UnsupportedFormatException":
-        return _Classified("skipped", "unsupported type")
+        return _Classified(DocumentStatus.SKIPPED, "unsupported type")
     if "MemoryError" in str(exc):
-        return _Classified("failed", "too large")
-    return _Classified("failed", "corrupt or unreadable")
+        return _Classified(DocumentStatus.FAILED, "too large")
+    return _Classified(DocumentStatus.FAILED, "corrupt or unreadable")
 
 
 class _RemoteError(Exception):
@@ -64,20 +64,20 @@ class _RemoteError(Exception):
 
 
 class DocumentParser:
-    """Turns a :class:`SourceDocument`'s bytes into a LlamaIndex ``Document`` holding Markdown.
+    """Turns a [SourceDocument][enclave.contracts.SourceDocument]'s bytes into a LlamaIndex ``Document`` holding Markdown.
 
     Usage::
 
         parser = DocumentParser()
-        document = parser.run(source_doc, source_doc.fetch())   # raises ParseError
+        document = parser.run(source_doc, connector.fetch(source_doc))   # raises ParseError
         print(document.text[:200], document.metadata["title"])
 
     Conversion runs in a worker process with a time limit (``timeout``, seconds) and a memory limit
     (``memory_bytes``), so one pathological file cannot hang or exhaust the run; ``close()`` stops it.
     Formats are markitdown's (PDF, DOCX, PPTX, XLSX/XLS, HTML, EML/MSG, CSV, EPUB, JSON, XML, text...).
-    The returned Document's ``id_`` is the source id; its metadata carries source, title, uri, doc_type
+    The returned Document's ``id_`` is the doc id; its metadata carries source, title, uri, doc_type
     (extension without the dot), modified_at, groups,
-    classification, version and content_hash. Raises :class:`ParseError` for unsupported, empty, too
+    classification, version and content_hash. Raises [ParseError][enclave.indexes.ParseError] for unsupported, empty, too
     large, encrypted or corrupt input.
     """
 
@@ -88,29 +88,22 @@ class DocumentParser:
         self._worker: ParseWorker | None = None
         self._lock = threading.Lock()  # one conversion at a time through the one worker process
 
-    def __getstate__(self) -> dict:
-        # shipped to another process (a Dask worker): it starts its own worker process there
-        return {"max_bytes": self.max_bytes, "timeout": self.timeout, "memory_bytes": self.memory_bytes}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
-
     def run(self, doc: SourceDocument, data: bytes) -> Document:
         """Parse ``data`` (the bytes of ``doc``) to a Markdown Document. Raises ParseError."""
         if doc.extension in UNSUPPORTED_EXTENSIONS:
-            raise ParseError("skipped", "unsupported type", doc.extension)
+            raise ParseError(DocumentStatus.SKIPPED, "unsupported type", doc.extension)
         if len(data) > self.max_bytes:
-            raise ParseError("skipped", "too large", f"{len(data)} bytes > limit {self.max_bytes}")
+            raise ParseError(DocumentStatus.SKIPPED, "too large", f"{len(data)} bytes > limit {self.max_bytes}")
         if not data.strip():
-            raise ParseError("skipped", "empty")
+            raise ParseError(DocumentStatus.SKIPPED, "empty")
         if doc.extension in _OOXML_EXTENSIONS and data.startswith(_CFB_MAGIC):
-            raise ParseError("failed", "encrypted", "password-protected Office file (an encrypted OLE container)")
+            raise ParseError(DocumentStatus.FAILED, "encrypted", "password-protected Office file (an encrypted OLE container)")
         markdown, title = self._convert(data, doc.extension, doc.title)
         text = markdown.replace("\x00", "").strip()
         if not text:
-            raise ParseError("skipped", "no text", "the parser found no text in the file")
+            raise ParseError(DocumentStatus.SKIPPED, "no text", "the parser found no text in the file")
         return Document(
-            id_=doc.source_id,
+            id_=doc.doc_id,
             text=text,
             metadata={
                 "source": doc.source,
@@ -119,7 +112,7 @@ class DocumentParser:
                 "doc_type": doc.extension.lower().lstrip("."),
                 "modified_at": doc.modified,
                 "groups": list(doc.groups),
-                "classification": doc.classification,
+                "classification": str(doc.classification),
                 "version": doc.version,
                 "content_hash": SourceDocument.content_hash(data),
             },
@@ -137,10 +130,10 @@ class DocumentParser:
             status, payload = self._worker.convert(data, extension, filename, self.timeout)
         except TimeoutError:
             self.close()
-            raise ParseError("failed", "timeout", f"no result within {self.timeout:g} s") from None
+            raise ParseError(DocumentStatus.FAILED, "timeout", f"no result within {self.timeout:g} s") from None
         except (EOFError, OSError) as exc:
             self.close()
-            raise ParseError("failed", "parser crashed", _short(exc)) from None
+            raise ParseError(DocumentStatus.FAILED, "parser crashed", _short(exc)) from None
         if status == "ok":
             return payload
         error = _RemoteError(*payload)

@@ -1,11 +1,15 @@
-"""An index owned by another process (``enclave serve``), used through that process's HTTP API.
+"""An embedded index owned by another process (``enclave serve``), used through that process's HTTP API.
 
 An embedded Qdrant Edge shard belongs to one process. When ``enclave serve`` holds it, it also serves
-the index's primitives on ``/internal/index/*`` (server/routers/index.py) and leaves an owner record
-beside the shard: ``<index folder>/owner.json`` with its URL and a random token, readable by the owner's
-user only. ``enclave ingest``, ``enclave status`` and Prefect flow runs that find the shard locked read
-the record and write through the owner instead: the chat endpoint keeps answering while they ingest, and
-answers from new content as soon as each batch is written.
+the index's primitives on ``/internal/index/*`` (``enclave.server.routers.index``) and leaves an owner
+record beside the shard: ``<index folder>/owner.json`` with its URL and a random token, readable by the
+owner's user only. ``enclave ingest``, ``enclave status`` and Prefect flow runs that find the shard
+locked read the record and write through the owner instead: the chat endpoint keeps answering while they
+ingest, and answers from new content as soon as each batch is written.
+
+The wire format: JSON bodies of the models below, whose filters and queries are qdrant-client's own
+``models.Filter`` and ``models.QueryRequest`` (Qdrant's REST shapes); ``scroll`` answers NDJSON lines
+``[id, payload]``, the others ``{"result": ...}``.
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, Field
+from qdrant_client import models
 
-from indexes.vector_index import VectorIndex, VectorIndexError
+from enclave.indexes.index_backend import Hit, IndexMismatch, IndexUnavailable, Point, SparseVector, Store
 
 OWNER_FILE = "owner.json"
 TOKEN_HEADER = "X-Enclave-Index-Token"
@@ -67,17 +73,66 @@ class IndexOwner:
             (Path(index_folder) / OWNER_FILE).unlink(missing_ok=True)
 
 
-class RemoteIndex(VectorIndex):
-    """The :class:`VectorIndex` of another process, over its ``/internal/index`` API.
+# -- the wire format ----------------------------------------------------------------------------------------------------
+
+class WirePoint(BaseModel):
+    """A [Point][enclave.indexes.Point] as JSON."""
+
+    id: str
+    payload: dict[str, Any]
+    dense: list[float] | None = None
+    sparse: models.SparseVector | None = None
+
+    @classmethod
+    def of(cls, point: Point) -> WirePoint:
+        sparse = point.sparse
+        return cls(id=point.id, payload=point.payload, dense=None if point.dense is None else list(point.dense),
+                   sparse=None if sparse is None else models.SparseVector(indices=list(sparse.indices),
+                                                                         values=list(sparse.values)))
+
+    def point(self) -> Point:
+        sparse = None if self.sparse is None else SparseVector(tuple(self.sparse.indices), tuple(self.sparse.values))
+        return Point(self.id, self.payload, self.dense, sparse)
+
+
+class UpsertBody(BaseModel):
+    store: Store
+    points: list[WirePoint]
+
+
+class SelectBody(BaseModel):
+    """For ``delete`` (a filter is required), ``count`` and ``scroll`` (None: every point)."""
+
+    store: Store = Store.CHUNKS
+    filter: models.Filter | None = None
+
+
+class DeleteIdsBody(BaseModel):
+    store: Store
+    ids: list[str] = Field(max_length=100_000)
+
+
+class QueryBody(BaseModel):
+    request: models.QueryRequest
+
+
+def wire_json(model: BaseModel) -> dict[str, Any]:
+    """A wire model as the JSON the owner expects (qdrant-client models without their unset fields)."""
+    return model.model_dump(mode="json", exclude_unset=True)
+
+
+class RemoteIndex:
+    """The [IndexBackend][enclave.indexes.IndexBackend] of another process, over its ``/internal/index`` API.
 
     Usage::
 
         owner = IndexOwner.find(".enclave/index/enclave")       # None if no process holds it
-        index = RemoteIndex(owner.url, owner.token)             # dimension asked from the owner
-        index.upsert(nodes, vectors); index.ledger("hr")
+        backend = RemoteIndex(owner.url, owner.token)           # dimension asked from the owner
+        SyncLedger(backend).entries("hr")
 
     ``timeout`` in seconds per request. A refused connection or an error status raises
-    VectorIndexError naming the owner's URL.
+    [IndexUnavailable][enclave.indexes.IndexUnavailable] naming the owner's URL; a ``dimension`` other
+    than the owner's raises [IndexMismatch][enclave.indexes.IndexMismatch].
     """
 
     def __init__(self, url: str, token: str, dimension: int | None = None, timeout: float = 120.0) -> None:
@@ -85,7 +140,8 @@ class RemoteIndex(VectorIndex):
         self._client = httpx.Client(base_url=f"{self.url}/internal/index", headers={TOKEN_HEADER: token}, timeout=timeout)
         info = self._call("info", {})
         if dimension is not None and dimension != info["dimension"]:
-            raise VectorIndexError(
+            self._client.close()
+            raise IndexMismatch(
                 f"the index served by {self.url} holds vectors of size {info['dimension']}, the embedder makes "
                 f"{dimension}: choose another index.collection to re-index"
             )
@@ -95,53 +151,39 @@ class RemoteIndex(VectorIndex):
         try:
             response = self._client.post(f"/{operation}", json=body)
         except httpx.TransportError as exc:
-            raise VectorIndexError(f"the index owner at {self.url} is unreachable: {exc}") from exc
+            raise IndexUnavailable(f"the index owner at {self.url} is unreachable: {exc}") from exc
         if response.status_code != 200:
-            raise VectorIndexError(f"the index owner at {self.url} answered {response.status_code}: {response.text[:300]}")
+            raise IndexUnavailable(f"the index owner at {self.url} answered {response.status_code}: {response.text[:300]}")
         return response.json()["result"]
 
-    # -- primitives -----------------------------------------------------------------------------
-    def _upsert(self, store: str, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None:
-        self._call("upsert", {"store": store, "ids": ids, "vectors": vectors, "payloads": payloads})
+    # -- primitives -----------------------------------------------------------------------------------------------------
+    def upsert(self, store: Store, points: Sequence[Point]) -> None:
+        self._call("upsert", wire_json(UpsertBody(store=store, points=[WirePoint.of(p) for p in points])))
 
-    def _delete(self, store: str, filter_: Any) -> None:
-        self._call("delete", {"store": store, "filter": filter_})
+    def delete(self, store: Store, selector: models.Filter) -> None:
+        self._call("delete", wire_json(SelectBody(store=store, filter=selector)))
 
-    def _delete_ids(self, store: str, ids: list[str]) -> None:
-        self._call("delete_ids", {"store": store, "ids": ids})
+    def delete_ids(self, store: Store, ids: Sequence[str]) -> None:
+        self._call("delete_ids", wire_json(DeleteIdsBody(store=store, ids=list(ids))))
 
-    def _scroll(self, store: str, filter_: Any) -> Iterable[tuple[Any, dict]]:
+    def scroll(self, store: Store, selector: models.Filter | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         try:
-            with self._client.stream("POST", "/scroll", json={"store": store, "filter": filter_}) as response:
+            with self._client.stream("POST", "/scroll", json=wire_json(SelectBody(store=store, filter=selector))) as response:
                 if response.status_code != 200:
-                    raise VectorIndexError(f"the index owner at {self.url} answered {response.status_code}")
+                    raise IndexUnavailable(f"the index owner at {self.url} answered {response.status_code}")
                 for line in response.iter_lines():
                     if line:
                         pid, payload = json.loads(line)
-                        yield pid, payload
+                        yield str(pid), payload
         except httpx.TransportError as exc:
-            raise VectorIndexError(f"the index owner at {self.url} is unreachable: {exc}") from exc
+            raise IndexUnavailable(f"the index owner at {self.url} is unreachable: {exc}") from exc
 
-    def _count(self, filter_: Any) -> int:
-        return int(self._call("count", {"filter": filter_}))
+    def count(self, store: Store, selector: models.Filter | None = None) -> int:
+        return int(self._call("count", wire_json(SelectBody(store=store, filter=selector))))
 
-    def _query(self, query: dict[str, Any], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]:
-        return [tuple(hit) for hit in self._call("query", {"query": query, "filter": filter_, "limit": limit})]
-
-    def _match(self, key: str, value: str | int) -> Any:
-        return {"match": [key, value]}
-
-    def _match_any(self, key: str, values: list[str]) -> Any:
-        return {"any": [key, values]}
-
-    def _at_least(self, key: str, value: int) -> Any:
-        return {"gte": [key, value]}
-
-    def _between(self, key: str, start: str | None, end: str | None) -> Any:
-        return {"between": [key, [start, end]]}
-
-    def _filter(self, must: list[Any]) -> Any:
-        return {"must": must}
+    def query(self, request: models.QueryRequest) -> list[Hit]:
+        return [Hit(str(pid), float(score), payload)
+                for pid, score, payload in self._call("query", wire_json(QueryBody(request=request)))]
 
     def close(self) -> None:
         """Close the connection; the owner keeps its index open."""

@@ -14,9 +14,10 @@ from llama_index.core.schema import (
     TextNode,
 )
 
-from indexes.embedder import DenseEmbedder
-from indexes.sparse_embedder import Bm25Embedder
-from indexes.vector_index import MODES, Fusion, ScoredChunk, SearchFilter, VectorIndex
+from enclave.contracts import ScoredChunk
+from enclave.indexes.chunk_store import MODES, ChunkStore, Fusion, SearchFilter
+from enclave.indexes.embedder import DenseEmbedder
+from enclave.indexes.sparse_embedder import Bm25Embedder
 
 
 class Retriever(BaseRetriever):
@@ -24,7 +25,7 @@ class Retriever(BaseRetriever):
 
     Usage::
 
-        retriever = Retriever(embedder, index, sparse_embedder=Bm25Embedder(), top_k=5)   # hybrid
+        retriever = Retriever(embedder, ChunkStore(backend), sparse_embedder=Bm25Embedder(), top_k=5)   # hybrid
         chunks = retriever.run("How many leave days?", groups=["staff"])   # list[ScoredChunk], best first
         chunks = retriever.run("leave days", groups=["staff"], mode="sparse",
                                where=SearchFilter(doc_types=("pdf",), modified_from="2026-01-01T00:00:00Z"))
@@ -41,7 +42,7 @@ class Retriever(BaseRetriever):
     def __init__(
         self,
         embedder: DenseEmbedder,
-        index: VectorIndex,
+        store: ChunkStore,
         top_k: int = 5,
         groups: Sequence[str] = (),
         sparse_embedder: Bm25Embedder | None = None,
@@ -50,7 +51,7 @@ class Retriever(BaseRetriever):
     ) -> None:
         super().__init__()
         self.embedder = embedder
-        self.index = index
+        self.store = store
         self.top_k = top_k
         self.groups = tuple(groups)
         self.sparse_embedder = sparse_embedder
@@ -80,12 +81,12 @@ class Retriever(BaseRetriever):
             return []
         dense = self.embedder.embed([query])[0] if mode != "sparse" else None
         sparse = self.sparse_embedder.embed_query(query) if mode != "dense" else None
-        return self.index.search(dense, sparse=sparse, groups=groups, limit=top_k or self.top_k, sources=sources,
+        return self.store.search(dense, sparse=sparse, groups=groups, limit=top_k or self.top_k, sources=sources,
                                  where=where, fusion=self.fusion)
 
     def for_groups(self, groups: Sequence[str]) -> Retriever:
         """A retriever bound to ``groups``, for LlamaIndex's ``retrieve``."""
-        return Retriever(self.embedder, self.index, self.top_k, groups, self.sparse_embedder, self.mode, self.fusion)
+        return Retriever(self.embedder, self.store, self.top_k, groups, self.sparse_embedder, self.mode, self.fusion)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return [

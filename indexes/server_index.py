@@ -2,59 +2,61 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from indexes.vector_index import (
+from enclave.indexes.index_backend import (
     DATETIME_FIELDS,
     DENSE,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SPARSE,
-    VectorIndex,
-    VectorIndexError,
+    Hit,
+    IndexMismatch,
+    IndexMissing,
+    IndexUnavailable,
+    Point,
+    Store,
 )
 
 _SCROLL_PAGE = 1000
 
 
-class ServerIndex(VectorIndex):
-    """Chunks, ledger and runs in three collections of a Qdrant server: ``<collection>``,
-    ``<collection>_ledger`` and ``<collection>_runs``.
+class ServerIndex:
+    """An [IndexBackend][enclave.indexes.IndexBackend] in three collections of a Qdrant server:
+    ``<collection>`` (the chunks), ``<collection>_ledger`` and ``<collection>_runs``.
 
     Usage::
 
-        index = ServerIndex(QdrantClient(url="http://qdrant:6333"), "enclave", dimension=384)
-        index.upsert(nodes, vectors)
-        hits = index.search(query_vector, groups=["staff"], limit=5)
+        backend = ServerIndex(QdrantClient(url="http://qdrant:6333"), "enclave", dimension=384)
+        ChunkStore(backend).search(query_vector, groups=["staff"], limit=5)
 
     Collections are created on first use: ``dense`` (cosine) and ``sparse`` (IDF modifier) vectors,
-    payload indexes on the filtered fields. An existing collection whose ``dense`` vector has another
-    size, or that has no ``sparse`` vector, raises VectorIndexError; an unreachable server
-    raises VectorIndexError naming the URL. Tests pass ``QdrantClient(":memory:")``, which mirrors the
-    server API.
+    payload indexes on the filtered fields. ``dimension=None`` opens an existing collection at its own
+    dimension ([IndexMissing][enclave.indexes.IndexMissing] if there is none). An existing collection
+    whose ``dense`` vector has another size, or that has no ``sparse`` vector, raises
+    [IndexMismatch][enclave.indexes.IndexMismatch]; an unreachable server raises
+    [IndexUnavailable][enclave.indexes.IndexUnavailable] naming the collection. Tests pass
+    ``QdrantClient(":memory:")``, which mirrors the server API.
     """
 
     def __init__(self, client: QdrantClient, collection: str, dimension: int | None = None) -> None:
         self.client = client
         self.collection = collection
-        self.ledger_collection = f"{collection}_ledger"
-        self.runs_collection = f"{collection}_runs"
-        self._names = {"chunks": collection, "ledger": self.ledger_collection, "runs": self.runs_collection}
-        self.dimension = dimension
+        self._names = {Store.CHUNKS: collection, Store.LEDGER: f"{collection}_ledger", Store.RUNS: f"{collection}_runs"}
         try:
             if dimension is None:  # an existing collection knows its own dimension (e.g. for `enclave status`)
                 if not client.collection_exists(collection):
-                    raise VectorIndexError(f"there is no collection {collection!r} yet: run `enclave ingest` first")
-                params = client.get_collection(collection).config.params.vectors
-                self.dimension = params[DENSE].size
+                    raise IndexMissing(f"there is no collection {collection!r} yet: run `enclave ingest` first")
+                dimension = client.get_collection(collection).config.params.vectors[DENSE].size
+            self.dimension = dimension
             self._ensure_collections()
-        except VectorIndexError:
+        except IndexUnavailable:
             raise
-        except Exception as exc:
-            raise VectorIndexError(f"Qdrant server unavailable for collection {collection!r}: {exc}") from exc
+        except Exception as exc:  # qdrant-client raises transport and HTTP errors of many types
+            raise IndexUnavailable(f"Qdrant server unavailable for collection {collection!r}: {exc}") from exc
 
     def _ensure_collections(self) -> None:
         if self.client.collection_exists(self.collection):
@@ -62,12 +64,12 @@ class ServerIndex(VectorIndex):
             params = config.vectors
             size = params[DENSE].size if isinstance(params, dict) and DENSE in params else None
             if size != self.dimension:
-                raise VectorIndexError(
+                raise IndexMismatch(
                     f"collection {self.collection!r} holds '{DENSE}' vectors of size {size}, the embedder makes "
                     f"{self.dimension}: choose another index.collection to re-index"
                 )
             if SPARSE not in (config.sparse_vectors or {}):
-                raise VectorIndexError(
+                raise IndexMismatch(
                     f"collection {self.collection!r} has no '{SPARSE}' (BM25) vectors: it was built by an older "
                     "Enclave; choose another index.collection and ingest again"
                 )
@@ -82,74 +84,52 @@ class ServerIndex(VectorIndex):
             for names, schema in schemas:
                 for name in names:
                     self.client.create_payload_index(self.collection, name, schema)
-        for name in (self.ledger_collection, self.runs_collection):
-            if not self.client.collection_exists(name):
-                self.client.create_collection(name, vectors_config={})
-                self.client.create_payload_index(name, "source", models.PayloadSchemaType.KEYWORD)
+        for store in (Store.LEDGER, Store.RUNS):
+            if not self.client.collection_exists(self._names[store]):
+                self.client.create_collection(self._names[store], vectors_config={})
+                self.client.create_payload_index(self._names[store], "source", models.PayloadSchemaType.KEYWORD)
 
-    def _name(self, store: str) -> str:
-        return self._names[store]
+    # -- primitives -----------------------------------------------------------------------------------------------------
+    def upsert(self, store: Store, points: Sequence[Point]) -> None:
+        structs = [models.PointStruct(id=p.id, vector=_vectors(p), payload=p.payload) for p in points]
+        self.client.upsert(self._names[store], points=structs, wait=True)
 
-    # -- primitives -----------------------------------------------------------------------------
-    def _upsert(self, store: str, ids: list[str], vectors: list[dict], payloads: list[dict]) -> None:
-        vectors = [{name: models.SparseVector(**v) if name == SPARSE else v for name, v in named.items()} for named in vectors]
-        points = [models.PointStruct(id=i, vector=v, payload=p) for i, v, p in zip(ids, vectors, payloads)]
-        self.client.upsert(self._name(store), points=points, wait=True)
+    def delete(self, store: Store, selector: models.Filter) -> None:
+        self.client.delete(self._names[store], points_selector=models.FilterSelector(filter=selector), wait=True)
 
-    def _delete(self, store: str, filter_: Any) -> None:
-        self.client.delete(self._name(store), points_selector=models.FilterSelector(filter=filter_), wait=True)
+    def delete_ids(self, store: Store, ids: Sequence[str]) -> None:
+        self.client.delete(self._names[store], points_selector=models.PointIdsList(points=list(ids)), wait=True)
 
-    def _delete_ids(self, store: str, ids: list[str]) -> None:
-        self.client.delete(self._name(store), points_selector=models.PointIdsList(points=ids), wait=True)
-
-    def _scroll(self, store: str, filter_: Any) -> Iterable[tuple[Any, dict]]:
+    def scroll(self, store: Store, selector: models.Filter | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         offset = None
         while True:
             records, offset = self.client.scroll(
-                self._name(store), scroll_filter=filter_, limit=_SCROLL_PAGE, offset=offset,
+                self._names[store], scroll_filter=selector, limit=_SCROLL_PAGE, offset=offset,
                 with_payload=True, with_vectors=False,
             )
             for record in records:
-                yield record.id, record.payload or {}
+                yield str(record.id), record.payload or {}
             if offset is None:
                 return
 
-    def _count(self, filter_: Any) -> int:
-        return self.client.count(self.collection, count_filter=filter_, exact=True).count
+    def count(self, store: Store, selector: models.Filter | None = None) -> int:
+        return self.client.count(self._names[store], count_filter=selector, exact=True).count
 
-    def _query(self, query: dict[str, Any], filter_: Any, limit: int) -> list[tuple[Any, float, dict]]:
-        dense, sparse, fusion = query.get("dense"), query.get("sparse"), query.get("fusion")
-        sparse = models.SparseVector(**sparse) if sparse is not None else None
-        if dense is not None and sparse is not None:
-            depth = int(fusion["prefetch"])
-            response = self.client.query_points(
-                self.collection,
-                prefetch=[models.Prefetch(query=dense, using=DENSE, filter=filter_, limit=depth),
-                          models.Prefetch(query=sparse, using=SPARSE, filter=filter_, limit=depth)],
-                query=models.RrfQuery(rrf=models.Rrf(k=int(fusion["k"]), weights=[float(w) for w in fusion["weights"]])),
-                query_filter=filter_, limit=limit, with_payload=True,
-            )
-        else:
-            response = self.client.query_points(
-                self.collection, query=dense if dense is not None else sparse, using=DENSE if dense is not None else SPARSE,
-                query_filter=filter_, limit=limit, with_payload=True,
-            )
-        return [(p.id, p.score, p.payload or {}) for p in response.points]
-
-    def _match(self, key: str, value: str | int) -> Any:
-        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-
-    def _match_any(self, key: str, values: list[str]) -> Any:
-        return models.FieldCondition(key=key, match=models.MatchAny(any=values))
-
-    def _at_least(self, key: str, value: int) -> Any:
-        return models.FieldCondition(key=key, range=models.Range(gte=value))
-
-    def _between(self, key: str, start: str | None, end: str | None) -> Any:
-        return models.FieldCondition(key=key, range=models.DatetimeRange(gte=start, lte=end))
-
-    def _filter(self, must: list[Any]) -> Any:
-        return models.Filter(must=must)
+    def query(self, request: models.QueryRequest) -> list[Hit]:
+        response = self.client.query_points(
+            self.collection, prefetch=request.prefetch, query=request.query, using=request.using,
+            query_filter=request.filter, limit=request.limit or 10, with_payload=True,
+        )
+        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in response.points]
 
     def close(self) -> None:
         self.client.close()
+
+
+def _vectors(point: Point) -> dict[str, Any]:
+    vectors: dict[str, Any] = {}
+    if point.dense is not None:
+        vectors[DENSE] = list(point.dense)
+    if point.sparse is not None and point.sparse.indices:
+        vectors[SPARSE] = models.SparseVector(indices=list(point.sparse.indices), values=list(point.sparse.values))
+    return vectors

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import qdrant_edge as qe
 
-from indexes.vector_index import SparseVector
+from enclave.indexes.index_backend import SparseVector
 
 
 class Bm25Embedder:
@@ -35,12 +35,6 @@ class Bm25Embedder:
     def __init__(self, language: str = "english", k: float = 1.2, b: float = 0.75, avg_len: float = 256.0) -> None:
         self.language, self.k, self.b, self.avg_len = language, k, b, avg_len
         self._model = qe.Bm25(qe.Bm25Config(k=k, b=b, avg_len=avg_len, language=language))
-
-    def __getstate__(self) -> dict:
-        return {"language": self.language, "k": self.k, "b": self.b, "avg_len": self.avg_len}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
 
     def embed(self, texts: Sequence[str]) -> list[SparseVector]:
         """One document-side vector per text, in order (empty for a text of only stopwords)."""
