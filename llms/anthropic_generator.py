@@ -12,12 +12,8 @@ try:  # the anthropic client reads its stream through httpx2 (older releases: ht
 except ImportError:  # pragma: no cover - depends on the installed anthropic
     import httpx as _http
 
-from llms.api_generator import ApiGenerator
-from llms.generator import (
-    GenerationRequest,
-    GeneratorUnavailable,
-    Usage,
-)
+from enclave.contracts import GenerationRequest, GeneratorUnavailable, Usage
+from enclave.llms.api_generator import ApiGenerator
 
 
 class AnthropicGenerator(ApiGenerator):
@@ -32,7 +28,7 @@ class AnthropicGenerator(ApiGenerator):
         generator.reachable(timeout=2.0)             # None, or why not: "cannot connect to https://..."
 
     The request's system message goes to the API's ``system`` field, the rest as ``messages``.
-    Time limits in seconds as for :class:`llms.openai_generator.OpenAIGenerator`. A refused
+    Time limits in seconds as for [OpenAIGenerator][enclave.llms.OpenAIGenerator]. A refused
     connection, a timeout, HTTP 5xx/529 (overloaded) or 429, an unknown model (404), a prompt too long
     for the model (400), and a stream that breaks or ends before ``message_stop`` raise
     GeneratorUnavailable. The client never retries on its own.
@@ -47,7 +43,7 @@ class AnthropicGenerator(ApiGenerator):
         )
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
-        """Yield the answer's text as it arrives, then its :class:`Usage`. Raises GeneratorUnavailable."""
+        """Yield the answer's text as it arrives, then its [Usage][enclave.contracts.Usage]. Raises GeneratorUnavailable."""
         system = "\n\n".join(m["content"] for m in request.messages if m["role"] == "system")
         messages = [m for m in request.messages if m["role"] != "system"]
         deadline = time.monotonic() + self.timeout

@@ -3,14 +3,15 @@ their time limits, a client made on first use, and ``run`` as the whole of ``str
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from llms.generator import Generation, GenerationRequest, collect
+from enclave.contracts import Generation, GenerationRequest, Locality
+from enclave.llms.generator import collect
 
 
 class ApiGenerator:
-    """Base of :class:`llms.openai_generator.OpenAIGenerator` and
-    :class:`llms.anthropic_generator.AnthropicGenerator`.
+    """Base of [OpenAIGenerator][enclave.llms.OpenAIGenerator] and
+    [AnthropicGenerator][enclave.llms.AnthropicGenerator].
 
     Usage (a subclass gives ``default_name``, ``_make_client`` and ``stream``)::
 
@@ -33,7 +34,7 @@ class ApiGenerator:
         first_token_timeout: float = 30.0,
         connect_timeout: float = 5.0,
         name: str | None = None,
-        locality: Literal["local", "external"] = "external",
+        locality: Locality = Locality.EXTERNAL,
         max_tokens: int | None = None,
     ) -> None:
         self.model = model
@@ -43,7 +44,7 @@ class ApiGenerator:
         self.first_token_timeout = first_token_timeout
         self.connect_timeout = connect_timeout
         self.name = name or self.default_name
-        self.locality = locality
+        self.locality = Locality(locality)
         self.max_tokens = max_tokens
         self._client: Any = None
 

@@ -103,6 +103,6 @@ class JsonLinesLog(Generic[Record]):
 
 
 class AuditLog(JsonLinesLog[AuditRecord]):
-    """The audit log of external calls (see :class:`JsonLinesLog` for the file's guarantees)."""
+    """The audit log of external calls (see [JsonLinesLog][enclave.llms.audit_log.JsonLinesLog] for the file's guarantees)."""
 
     record_type = AuditRecord

@@ -80,6 +80,12 @@ class CircuitBreaker:
         with self._lock:
             self._consecutive, self._opened_at, self._probing = 0, None, False
 
+    def release(self) -> None:
+        """End a call without a verdict (the caller stopped reading, or the call was never made): a
+        half-open probe is given back, so the next call probes again; the count stands."""
+        with self._lock:
+            self._probing = False
+
     def record_failure(self) -> None:
         with self._lock:
             self._consecutive += 1

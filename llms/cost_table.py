@@ -25,8 +25,9 @@ class CostTable:
         table.cost("ollama", "llama3.1:8b", "local", tokens_in=1200, tokens_out=300, seconds=6.0)     # 0.002
         table.tokens_cost("gpt-4o-mini", 1200, 300)     # what the same tokens cost on that model
 
-    An external model without a price costs 0 and is listed by :meth:`unpriced` (so a report can say
-    so); a local generator without an hourly cost costs 0. Amounts are US dollars.
+    An external model without a price costs 0 and is listed by
+    [unpriced][enclave.llms.cost_table.CostTable.unpriced] (so a report can say so); a local generator
+    without an hourly cost costs 0. Amounts are US dollars.
     """
 
     models: Mapping[str, TokenPrice] = field(default_factory=dict)
@@ -47,4 +48,5 @@ class CostTable:
         return self.local_hourly.get(generator, 0.0) * max(seconds, 0.0) / 3600
 
     def unpriced(self, model: str, locality: str) -> bool:
+        """Whether ``model`` is external and has no price here (its tokens are then counted at 0 dollars)."""
         return locality == "external" and model not in self.models

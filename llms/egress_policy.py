@@ -1,13 +1,14 @@
 """The egress policy: what may leave for an external generator, decided before the call (fail closed).
 
-Labels are ordered ``public < internal < confidential < restricted`` (``enclave.settings.CLASSIFICATIONS``).
+Labels are ordered ``public < internal < confidential < restricted`` ([Classification][enclave.contracts.Classification]).
 An external generator has a maximum label it may receive. Before calling it, the policy inspects
 everything that would be sent: the question, the chat history, and each context passage with its
 label. Passages above the maximum are withheld, and so is any passage whose label is missing or
 unknown (it counts as ``restricted``). If passages were retrieved but none may leave, the call is
 refused: the question needs context the external model may not see, so a local generator must
-answer. Whatever is sent can first be redacted of PII (see :mod:`llms.pii_redactor`): question,
-history, and each passage's title, section and text.
+answer. Whatever is sent can first be redacted of PII (see [PiiRedactor][enclave.llms.PiiRedactor]):
+question, history, and each passage's title, section and text. The [EgressGuard][enclave.llms.EgressGuard]
+applies the decision to a call and audits it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from enclave.settings import CLASSIFICATIONS
+from enclave.contracts import Classification
 
 
 class LabelledPassage(Protocol):
-    """What the policy needs of a passage (``indexes.ScoredChunk`` has it)."""
+    """What the policy needs of a passage ([ScoredChunk][enclave.contracts.ScoredChunk] has it)."""
 
     id: str
     title: str
@@ -47,7 +48,7 @@ class Redacted(Protocol):
 
 
 class Redactor(Protocol):
-    """What the policy needs of a redactor (:class:`llms.pii_redactor.PiiRedactor` has it)."""
+    """What the policy needs of a redactor ([PiiRedactor][enclave.llms.PiiRedactor] has it)."""
 
     def redact(self, text: str) -> Redacted:
         """``text`` with PII replaced, and the spans replaced by entity type."""
@@ -75,11 +76,6 @@ class EgressDecision:
     redactions: dict[str, int] = field(default_factory=dict)
 
 
-def label_rank(label: str | None) -> int:
-    """The label's rank in CLASSIFICATIONS (0 = public); missing or unknown labels rank as restricted."""
-    return CLASSIFICATIONS.index(label) if label in CLASSIFICATIONS else len(CLASSIFICATIONS) - 1
-
-
 class EgressPolicy:
     """Decides what an external generator may receive.
 
@@ -92,14 +88,15 @@ class EgressPolicy:
         else:
             answer_locally(because=decision.reason)
 
-    ``max_label`` is the highest label the generator may receive (one of CLASSIFICATIONS; raises
-    ValueError otherwise). ``redactor`` (optional) is applied to every text that would leave.
+    ``max_label`` is the highest label the generator may receive (a
+    [Classification][enclave.contracts.Classification]; raises ValueError for anything else).
+    ``redactor`` (optional) is applied to every text that would leave.
     """
 
     def __init__(self, max_label: str = "internal", redactor: Redactor | None = None) -> None:
-        if max_label not in CLASSIFICATIONS:
-            raise ValueError(f"max_label must be one of {', '.join(CLASSIFICATIONS)}, not {max_label!r}")
-        self.max_label = max_label
+        if max_label not in tuple(Classification):
+            raise ValueError(f"max_label must be one of {', '.join(Classification)}, not {max_label!r}")
+        self.max_label = Classification(max_label)
         self.redactor = redactor
 
     def inspect(
@@ -107,15 +104,15 @@ class EgressPolicy:
     ) -> EgressDecision:
         """The decision for sending ``question``, ``history`` (chat messages: role, content) and
         ``passages`` to an external generator."""
-        limit = label_rank(self.max_label)
+        limit = Classification.rank(self.max_label)
 
         def label(passage: LabelledPassage) -> str | None:
             return getattr(passage, "classification", None)  # none at all: restricted, like an unknown one
 
-        kept = [(n, p) for n, p in enumerate(passages, start=1) if label_rank(label(p)) <= limit]
-        withheld = tuple(getattr(p, "id", "") for p in passages if label_rank(label(p)) > limit)
+        kept = [(n, p) for n, p in enumerate(passages, start=1) if Classification.rank(label(p)) <= limit]
+        withheld = tuple(getattr(p, "id", "") for p in passages if Classification.rank(label(p)) > limit)
         if passages and not kept:
-            reason = (f"all {len(passages)} passages are labelled above {self.max_label!r}, the most this "
+            reason = (f"all {len(passages)} passages are labelled above '{self.max_label}', the most this "
                       "generator may receive; the answer needs them, so it stays local")
             return EgressDecision(False, reason, "", (), (), (), (), withheld)
         counts: Counter[str] = Counter()

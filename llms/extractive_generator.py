@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from llms.generator import Generation, GenerationRequest
+from enclave.contracts import Generation, GenerationRequest, Locality, Usage
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n{2,}|\n(?=\s*[-*#|>]|\s*\d+[.)]\s)")
 _MARKDOWN_NOISE = re.compile(r"^[#>*\-\s|]+|[*_`]+")
@@ -42,18 +41,25 @@ class ExtractiveGenerator:
         embed: Callable[[list[str]], np.ndarray] | None = None,
         max_sentences: int = 3,
         name: str = "extractive",
-        locality: Literal["local", "external"] = "local",
+        locality: Locality = Locality.LOCAL,
     ) -> None:
         self.embed = embed
         self.max_sentences = max_sentences
         self.name = name
-        self.locality = locality
+        self.model = "extractive"
+        self.locality = Locality(locality)
 
     def reachable(self, timeout: float = 2.0) -> str | None:
         """Always None: this generator needs no server."""
         return None
 
+    def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
+        """The whole answer as one piece, then an empty Usage (no tokens: no model ran)."""
+        yield self.run(request).text
+        yield Usage()
+
     def run(self, request: GenerationRequest) -> Generation:
+        """The cited sentences (or the no-context answer) as a Generation."""
         candidates = [
             (number, sentence)
             for number, passage in enumerate(request.passages, start=1)

@@ -6,18 +6,12 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from typing import Literal
 
 import httpx
 import ollama
 
-from llms.generator import (
-    Generation,
-    GenerationRequest,
-    GeneratorUnavailable,
-    Usage,
-    collect,
-)
+from enclave.contracts import Generation, GenerationRequest, GeneratorUnavailable, Locality, Usage
+from enclave.llms.generator import collect
 
 DEFAULT_HOST = "127.0.0.1:11434"
 
@@ -48,7 +42,7 @@ class OllamaGenerator:
         host: str | None = None,
         timeout: float = 120.0,
         name: str = "ollama",
-        locality: Literal["local", "external"] = "local",
+        locality: Locality = Locality.LOCAL,
         options: dict | None = None,
         first_token_timeout: float | None = None,
         connect_timeout: float = 5.0,
@@ -59,7 +53,7 @@ class OllamaGenerator:
         self.first_token_timeout = first_token_timeout or timeout
         self.connect_timeout = connect_timeout
         self.name = name
-        self.locality = locality
+        self.locality = Locality(locality)
         self.options = {"temperature": 0.0, **(options or {})}
         self._client: ollama.Client | None = None
         self._probe: tuple[float, ollama.Client] | None = None
@@ -76,7 +70,7 @@ class OllamaGenerator:
         return self._client
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
-        """Yield the answer's text as it arrives, then its :class:`Usage`. Raises GeneratorUnavailable
+        """Yield the answer's text as it arrives, then its [Usage][enclave.contracts.Usage]. Raises GeneratorUnavailable
         (see the class docstring), possibly after some pieces were yielded."""
         deadline = time.monotonic() + self.timeout
         done: ollama.ChatResponse | None = None

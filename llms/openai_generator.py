@@ -8,12 +8,8 @@ from collections.abc import Iterator
 
 import openai
 
-from llms.api_generator import ApiGenerator
-from llms.generator import (
-    GenerationRequest,
-    GeneratorUnavailable,
-    Usage,
-)
+from enclave.contracts import GenerationRequest, GeneratorUnavailable, Usage
+from enclave.llms.api_generator import ApiGenerator
 
 
 class OpenAIGenerator(ApiGenerator):
@@ -44,7 +40,7 @@ class OpenAIGenerator(ApiGenerator):
         )
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
-        """Yield the answer's text as it arrives, then its :class:`Usage` once the stream has finished.
+        """Yield the answer's text as it arrives, then its [Usage][enclave.contracts.Usage] once the stream has finished.
         Raises GeneratorUnavailable (see the class docstring), possibly after some pieces were yielded."""
         deadline = time.monotonic() + self.timeout
         usage = Usage()

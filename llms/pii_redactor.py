@@ -79,8 +79,9 @@ class PiiRedactor:
     ``phone_regions``; a US number written without +1 is missed unless "US" is added), IBAN_CODE
     (ISO 13616 mod-97 checksum), CREDIT_CARD (Luhn), NO_NATIONAL_ID (fødselsnummer, D- and H-number:
     date ranges and both mod-11 check digits), US_SSN, UK_NINO, IP_ADDRESS (v4 and v6), and on request
-    SE_PERSONNUMMER (date + Luhn) and FI_PERSONAL_IDENTITY_CODE (date + check character). Names are NOT detected: PERSON needs a named-entity model, and none can
-    be installed here; asking for it raises ValueError saying so.
+    SE_PERSONNUMMER (date + Luhn) and FI_PERSONAL_IDENTITY_CODE (date + check character). Names are NOT
+    detected: PERSON needs a named-entity model, and none can be installed here; asking for it raises
+    ValueError saying so.
 
     ``score_threshold`` in [0, 1] is presidio's: a match is redacted when its score is at least this.
     Scores without context words: checksum- or date-validated matches 1.0, IP 0.6, email, UK NINO and

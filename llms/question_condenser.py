@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llms.circuit_breaker import CircuitBreaker
-from llms.generator import GenerationRequest, Generator, GeneratorUnavailable
-from prompts.condense_prompt import condense_messages, condensed_line, keyword_question
+from enclave.contracts import GenerationRequest, Generator, GeneratorUnavailable, Locality
+from enclave.prompts.condense_prompt import condense_messages, condensed_line, keyword_question
 
 
 @dataclass(frozen=True)
@@ -24,41 +23,34 @@ class QuestionCondenser:
 
     Usage::
 
-        condenser = QuestionCondenser([OllamaGenerator("llama3.1:8b", timeout=20)])
+        condenser = QuestionCondenser([BreakerGuard(OllamaGenerator("llama3.1:8b", timeout=20), route_breaker)])
         condenser.run("And for part-time staff?", [{"role": "user", "content": "How many leave days?"},
                                                    {"role": "assistant", "content": "25 days [1]."}])
         # CondensedQuestion(question="How many leave days do part-time staff get?", by="ollama")
 
     Only local generators may condense (the history can hold anything an earlier answer showed):
-    an external one raises ValueError. Each is tried in order; one that fails (GeneratorUnavailable),
-    is skipped by its circuit breaker in ``breakers``, or replies with no usable line is passed over,
-    and with none left the question gets the history's keywords (``prompts.keyword_question``).
-    Never raises for a generator's failure.
+    an external one raises ValueError. Each is tried in order; one that fails or is skipped by its
+    circuit breaker (GeneratorUnavailable: wrap it in a [BreakerGuard][enclave.llms.BreakerGuard] that
+    shares the route's breaker), or replies with no usable line, is passed over, and with none left the
+    question gets the history's keywords (``enclave.prompts.keyword_question``). Never raises for a
+    generator's failure.
     """
 
-    def __init__(self, generators: Sequence[Generator] = (), breakers: Mapping[str, CircuitBreaker] | None = None) -> None:
-        external = [g.name for g in generators if g.locality != "local"]
+    def __init__(self, generators: Sequence[Generator] = ()) -> None:
+        external = [g.name for g in generators if g.locality != Locality.LOCAL]
         if external:
             raise ValueError(f"only local generators may condense chat history; external: {', '.join(external)}")
         self.generators = list(generators)
-        self.breakers = dict(breakers or {})
 
     def run(self, question: str, history: Sequence[dict[str, str]]) -> CondensedQuestion:
         if not history:
             return CondensedQuestion(question, "")
         messages = condense_messages(question, history)
         for generator in self.generators:
-            breaker = self.breakers.get(generator.name)
-            if breaker is not None and not breaker.allow():
-                continue
             try:
                 reply = generator.run(GenerationRequest(question, (), messages)).text
             except GeneratorUnavailable:
-                if breaker is not None:
-                    breaker.record_failure()
                 continue
-            if breaker is not None:
-                breaker.record_success()
             standalone = condensed_line(reply)
             if standalone:
                 return CondensedQuestion(standalone, generator.name)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from llms.audit_log import JsonLinesLog
+from enclave.contracts import Attempt, Generation, GenerationRequest
+from enclave.llms.audit_log import JsonLinesLog, now_iso
 
 
 @dataclass
@@ -26,7 +28,7 @@ class UsageRecord:
 
 
 class UsageLog(JsonLinesLog[UsageRecord]):
-    """Every answer's usage and cost (see :class:`llms.audit_log.JsonLinesLog` for the file's guarantees).
+    """Every answer's usage and cost (see [JsonLinesLog][enclave.llms.audit_log.JsonLinesLog] for the file's guarantees).
 
     Usage::
 
@@ -35,3 +37,26 @@ class UsageLog(JsonLinesLog[UsageRecord]):
     """
 
     record_type = UsageRecord
+
+
+class UsageObserver:
+    """Writes a [UsageRecord][enclave.llms.UsageRecord] for every answer a route finishes (a
+    [RouteObserver][enclave.llms.RouteObserver]).
+
+    Usage::
+
+        router = FallbackRouter(generators, observers=[UsageObserver(UsageLog(".enclave/usage.jsonl"))])
+    """
+
+    def __init__(self, log: UsageLog) -> None:
+        self.log = log
+
+    def answered(self, request: GenerationRequest, generation: Generation) -> None:
+        self.log.append(UsageRecord(
+            time=now_iso(), principal=request.principal, generator=generation.generator, model=generation.model,
+            locality=str(generation.locality), tokens_in=generation.tokens_in, tokens_out=generation.tokens_out,
+            seconds=round(generation.seconds, 3), cost=generation.cost, route=[a.generator for a in generation.attempts],
+        ))
+
+    def unanswered(self, request: GenerationRequest, attempts: Sequence[Attempt]) -> None:
+        """Nothing to record: no answer, no usage (the attempts are in the audit log and the metrics)."""

@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
-from prompts.template import PromptTemplate
-
-
-class Passage(Protocol):
-    """What a context passage must have (``indexes.ScoredChunk`` has it)."""
-
-    title: str
-    section: str
-    text: str
+from enclave.contracts import Passage
+from enclave.prompts.template import PromptTemplate
 
 
 def answer_messages(

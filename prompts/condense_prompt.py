@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from prompts.template import PromptTemplate
+from enclave.prompts.template import PromptTemplate
 
 #: Words that say nothing about what a question is about (English and Norwegian function words).
 STOPWORDS = frozenset("""
