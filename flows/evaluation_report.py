@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from indexes.retrieval_metrics import METRICS
+from enclave.indexes.retrieval_metrics import METRICS
 
 
 @dataclass

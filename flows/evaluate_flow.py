@@ -4,8 +4,9 @@ Read top to bottom: load the dataset (a BEIR folder, or a QA file with the docum
 ingest its documents into a collection of its own (``eval-<name>``, incremental like any ingest, so
 a second run embeds nothing), judge QA questions that name no source by where their answer occurs,
 run every query in each mode (dense, sparse, hybrid), score the document rankings (nDCG@10,
-recall@10/100, MRR@10, hit@k; see :mod:`indexes.retrieval_metrics`) and time each query. The report
-is a Prefect Markdown artifact (``evaluation-<name>``) and files: JSON, Markdown and a PNG plot.
+recall@10/100, MRR@10, hit@k; see [enclave.indexes.retrieval_metrics][enclave.indexes.retrieval_metrics])
+and time each query. The report is a Prefect Markdown artifact (``evaluation-<name>``) and files: JSON,
+Markdown and a PNG plot.
 
 Relevance is judged per document: a query's chunk hits become a document ranking, each document at
 its best chunk's rank.
@@ -25,25 +26,20 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from connectors.beir import (
+from enclave.connectors.beir import (
     DatasetError,
     is_beir_dataset,
     read_qrels,
     read_queries,
 )
-from enclave.settings import Settings, SourceSettings, load_settings
-from flows.components import (
-    Resources,
-    build_embedder,
-    build_index,
-    build_parser,
-    build_retriever,
-)
-from flows.evaluation_report import EvaluationReport, ModeResult
-from flows.ingest import ingest_source
-from indexes.retrieval_metrics import METRICS, per_query, score_ranking
-from indexes.retriever import Retriever
-from indexes.vector_index import MODES, VectorIndex
+from enclave.flows.components import build_retriever
+from enclave.flows.evaluation_report import EvaluationReport, ModeResult
+from enclave.flows.ingest_pipeline import IngestPipeline
+from enclave.flows.progress import current_progress
+from enclave.indexes.chunk_store import MODES, ChunkStore
+from enclave.indexes.retrieval_metrics import METRICS, per_query, score_ranking
+from enclave.indexes.retriever import Retriever
+from enclave.settings import SourceSettings, load_settings
 
 #: Documents ranked per query: enough for recall@100.
 DEPTH = 100
@@ -56,8 +52,9 @@ QA_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl")
 class EvalDataset:
     """Queries, judgements and the documents they are about.
 
-    ``qrels``: query id → {document source id: relevance}; ``answers``: query id → answer text, for
-    QA questions without a source document (judged after ingestion by :func:`judge_by_answers`).
+    ``qrels``: query id → {doc id: relevance}; ``answers``: query id → answer text, for
+    QA questions without a source document (judged after ingestion by
+    [judge_by_answers][enclave.flows.evaluate_flow.judge_by_answers]).
     """
 
     name: str
@@ -143,12 +140,12 @@ def _normalise(text: str) -> str:
 
 
 @task(name="judge-by-answers", cache_policy=NO_CACHE)
-def judge_by_answers(index: VectorIndex, source: str, answers: dict[str, str]) -> dict[str, dict[str, int]]:
+def judge_by_answers(store: ChunkStore, source: str, answers: dict[str, str]) -> dict[str, dict[str, int]]:
     """For QA questions without a source: the documents one of whose chunks contains the answer text
     (case and whitespace folded) are the relevant ones. An answer split across two chunks is missed."""
     wanted = {qid: _normalise(answer) for qid, answer in answers.items()}
     qrels: dict[str, dict[str, int]] = {qid: {} for qid in answers}
-    for _, payload in index.points("chunks"):
+    for _, payload in store.points():
         if payload.get("source") != source:
             continue
         text = _normalise(payload.get("text", ""))
@@ -179,41 +176,39 @@ def _percentile(values: Sequence[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-@flow(name="evaluate", validate_parameters=False)
+@flow(name="evaluate")
 def evaluate(
     dataset: str,
-    modes: Sequence[str] = ("dense", "sparse", "hybrid"),
+    modes: list[str] | None = None,
     documents: str | None = None,
     split: str = "test",
     output_dir: str | None = None,
     config_file: str | None = None,
-    settings: Settings | None = None,
-    resources: Resources | None = None,
 ) -> EvaluationReport:
-    """Evaluate retrieval on ``dataset`` (a BEIR folder or a QA file, see :func:`load_dataset`) in each
-    of ``modes``; writes the report to ``output_dir`` (default ``<data_dir>/eval/<name>``) and publishes
-    it as the Markdown artifact ``evaluation-<name>``. Raises DatasetError for a bad dataset, ValueError
-    for an unknown mode."""
+    """Evaluate retrieval on ``dataset`` (a BEIR folder or a QA file, see
+    [load_dataset][enclave.flows.evaluate_flow.load_dataset]) in each of ``modes``; writes the report to
+    ``output_dir`` (default ``<data_dir>/eval/<name>``) and publishes it as the Markdown artifact
+    ``evaluation-<name>``. ``modes`` default to all three: dense, sparse, hybrid. Raises DatasetError
+    for a bad dataset, ValueError for an unknown mode."""
     started = time.perf_counter()
+    modes = list(modes or ("dense", "sparse", "hybrid"))
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise ValueError(f"unknown retrieval modes {unknown}; choose from {', '.join(MODES)}")
-    settings = settings or load_settings(config_file)
-    resources = resources or Resources()
+    settings = load_settings(config_file)
     logger = get_run_logger()
     data = load_dataset(dataset, documents, split)
     settings = settings.model_copy(update={"index": settings.index.model_copy(update={"collection": f"eval-{data.name}"})})
 
-    embedder = resources.embedder or build_embedder(settings)
-    index = build_index(settings, embedder.dimension)
-    parser = build_parser(settings)
+    pipeline = IngestPipeline.from_settings(settings, progress=current_progress())
+    index, embedder = pipeline.index, pipeline.components.embedder
     try:
-        ingested = ingest_source(data.source, settings, index, embedder, parser, resources.progress)
+        ingested = pipeline.run(data.source)
         logger.info("%s: %s, %d chunks embedded in %.1f s", data.name, ingested.counts(),
                     ingested.chunks_embedded, ingested.seconds)
         qrels = dict(data.qrels)
         if data.answers:
-            qrels.update(judge_by_answers(index, data.source.name, data.answers))
+            qrels.update(judge_by_answers(pipeline.store, data.source.name, data.answers))
         retriever = build_retriever(settings, embedder, index)
         results = []
         for mode in modes:
@@ -227,7 +222,7 @@ def evaluate(
         report = EvaluationReport(
             dataset=data.name, kind=data.kind,
             documents=sum(1 for o in ingested.outcomes if o.status in ("indexed", "updated", "unchanged")),
-            chunks=index.count(source=data.source.name), queries=len(data.queries),
+            chunks=pipeline.store.count(source=data.source.name), queries=len(data.queries),
             judged_queries=sum(1 for judged in qrels.values() if any(rel > 0 for rel in judged.values())),
             ingest_seconds=round(ingested.seconds, 1), chunks_embedded=ingested.chunks_embedded,
             seconds=0.0, results=results,
@@ -236,8 +231,7 @@ def evaluate(
                       "bm25_avg_len": b.avg_len, "embedder": settings.embedder.model},
         )
     finally:
-        parser.close()
-        index.close()
+        pipeline.close()
     report.seconds = round(time.perf_counter() - started, 1)
     folder = Path(output_dir) if output_dir else Path(settings.data_dir) / "eval" / data.name
     paths = report.write(folder)

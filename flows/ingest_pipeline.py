@@ -1,0 +1,223 @@
+"""Sync a source into the index: list, compare with the ledger, fetch, parse, chunk, embed, write, delete.
+
+Read [IngestPipeline.run][enclave.flows.ingest_pipeline.IngestPipeline.run] top to bottom. Only new or changed documents
+go through fetch → parse → chunk/embed (one task per batch of documents, ``ingest.batches_in_flight``
+batches at a time so the next batch parses while this one embeds) → upsert (in this process, the index's
+one writer). Documents gone from the source are deleted; each run leaves a run record for
+``enclave status``. The write order (see ``upsert_chunks``) means a crash at any point leaves a state the
+next run repairs: the ledger still shows the old version (or a ``pending`` entry for a new document),
+and point ids are deterministic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from prefect.context import FlowRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from enclave.contracts import Connector, DocumentStatus, SourceDocument, SyncOutcome
+from enclave.flows.components import build_connector
+from enclave.flows.index_location import open_index
+from enclave.flows.ingest_components import IngestComponents
+from enclave.flows.ingest_report import DocumentOutcome, IngestReport
+from enclave.flows.ingest_tasks import (
+    EmbeddedBatch,
+    delete_documents,
+    embed_documents,
+    fetch_documents,
+    list_documents,
+    parse_documents,
+    upsert_chunks,
+)
+from enclave.flows.progress import ProgressCallback, ProgressEvent, ProgressKind
+from enclave.indexes.chunk_store import ChunkStore
+from enclave.indexes.embedder import DenseEmbedder
+from enclave.indexes.index_backend import IndexBackend, now_iso
+from enclave.indexes.sync_ledger import LedgerEntry, RunRecord, SyncLedger
+from enclave.settings import Settings, SourceSettings
+
+
+@dataclass
+class SyncPlan:
+    """A source's listing compared with its ledger: ``todo`` (new, changed, or failed and retried),
+    ``settled`` (outcomes of documents whose version is unchanged: nothing to fetch) and ``gone``
+    (ledger entries of documents the source no longer lists)."""
+
+    todo: list[SourceDocument]
+    settled: list[DocumentOutcome]
+    gone: list[LedgerEntry]
+
+    @staticmethod
+    def of(docs: Sequence[SourceDocument], known: dict[str, LedgerEntry], retry_failed: bool = False) -> SyncPlan:
+        """A failed document whose version has not changed stays failed (reported again, not parsed)
+        unless ``retry_failed``; a skipped one stays skipped."""
+        listed = {doc.doc_id for doc in docs}
+        plan = SyncPlan([], [], [entry for doc_id, entry in known.items() if doc_id not in listed])
+        for doc in docs:
+            entry = known.get(doc.doc_id)
+            if entry and entry.version == doc.version and not (retry_failed and entry.status == DocumentStatus.FAILED):
+                failed = entry.status == DocumentStatus.FAILED
+                status = SyncOutcome(entry.status) if entry.status in (DocumentStatus.FAILED, DocumentStatus.SKIPPED) \
+                    else SyncOutcome.UNCHANGED
+                detail = f"not retried: unchanged since {entry.updated_at}" if failed else entry.detail
+                plan.settled.append(DocumentOutcome(doc.doc_id, doc.uri, status, chunks=entry.chunks,
+                                                    reason=entry.reason, detail=detail))
+            else:
+                plan.todo.append(doc)
+        return plan
+
+
+class IngestPipeline:
+    """Syncs sources into the index; the counterpart of [AnswerPipeline][enclave.flows.AnswerPipeline].
+
+    Usage::
+
+        with IngestPipeline.from_settings(load_settings("enclave.yaml"), progress=print) as pipeline:
+            report = pipeline.run("handbook")                            # a configured source, by name
+            report = pipeline.run(FilesystemConnector("notes", "~/notes"))   # or any Connector
+        report.counts()                                                   # {"indexed": 12, "unchanged": 230}
+
+    ``run`` takes a configured source's name, its [SourceSettings][enclave.settings.SourceSettings], or
+    any [Connector][enclave.contracts.Connector], and returns an [IngestReport][enclave.flows.IngestReport].
+    Inside a Prefect flow run its steps are task runs on the flow's task runner (threads, or Dask
+    workers); outside one they are plain calls, fetch, parse and embed in a thread pool of
+    ``ingest.batches_in_flight`` threads (no Prefect API, no task retries). ``progress`` is called with
+    [ProgressEvent][enclave.flows.ProgressEvent]s. ``index`` and ``embedder`` may be ones the caller
+    already holds (left open); what the pipeline opens, ``close`` closes. Raises KeyError for an unknown
+    source name, the connector's error for a listing that fails (FileNotFoundError for a missing
+    folder) and [IndexUnavailable][enclave.indexes.IndexUnavailable] when the index cannot be used.
+    """
+
+    def __init__(self, settings: Settings, index: IndexBackend, components: IngestComponents,
+                 owns_index: bool = False) -> None:
+        self.settings = settings
+        self.index = index
+        self.store = ChunkStore(index)
+        self.ledger = SyncLedger(index)
+        self.components = components
+        self._owns_index = owns_index
+
+    @classmethod
+    def from_settings(cls, settings: Settings, index: IndexBackend | None = None, embedder: DenseEmbedder | None = None,
+                      progress: ProgressCallback | None = None) -> IngestPipeline:
+        components = IngestComponents.from_settings(settings, embedder=embedder, progress=progress)
+        try:
+            backend = index or open_index(settings, components.embedder.dimension)
+        except BaseException:
+            components.close()
+            raise
+        return cls(settings, backend, components, owns_index=index is None)
+
+    def __enter__(self) -> IngestPipeline:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def run(self, source: str | SourceSettings | Connector, retry_failed: bool = False) -> IngestReport:
+        """Sync one source into the index; returns its report. A document that failed before and has not
+        changed is not parsed again (its failure is reported again, "not retried") unless ``retry_failed``."""
+        connector = self._connector(source)
+        started_at, started = now_iso(), time.perf_counter()
+        report = IngestReport(source=connector.source)
+
+        docs = self._call(list_documents, connector)
+        known = self.ledger.entries(connector.source)
+        plan = SyncPlan.of(docs, known, retry_failed)
+        report.outcomes += plan.settled
+        self._progress(ProgressKind.PLANNED, connector.source, len(docs) + len(plan.gone))
+        self._progress(ProgressKind.DOCUMENTS, connector.source, len(plan.settled))
+
+        for batch in self._prepared(connector, plan.todo, known):
+            self._call(upsert_chunks, self.store, self.ledger, batch)
+            report.outcomes += [item.outcome for item in batch.parsed]
+            report.chunks_embedded += len(batch.vectors)
+            if not self._components_here():  # a Dask worker could not report its chunks
+                self._progress(ProgressKind.CHUNKS, connector.source, len(batch.vectors))
+            self._progress(ProgressKind.DOCUMENTS, connector.source, len(batch.parsed))
+
+        self._call(delete_documents, self.store, self.ledger, plan.gone)
+        report.outcomes += [DocumentOutcome(e.doc_id, e.uri, SyncOutcome.DELETED, chunks=e.chunks) for e in plan.gone]
+        self._progress(ProgressKind.DOCUMENTS, connector.source, len(plan.gone))
+        report.seconds = time.perf_counter() - started
+        self.ledger.record_run(RunRecord(source=connector.source, started_at=started_at, finished_at=now_iso(),
+                                         seconds=round(report.seconds, 3), counts=report.counts(),
+                                         chunks_embedded=report.chunks_embedded))
+        return report
+
+    def close(self) -> None:
+        """Stop the parse worker; close the index if this pipeline opened it."""
+        self.components.close()
+        if self._owns_index:
+            self.index.close()
+
+    # -- how the steps run ------------------------------------------------------------------------------------------
+    def _connector(self, source: str | SourceSettings | Connector) -> Connector:
+        if isinstance(source, str):
+            return build_connector(self.settings.source(source))
+        if isinstance(source, SourceSettings):
+            return build_connector(source)
+        return source
+
+    def _prepared(self, connector: Connector, todo: Sequence[SourceDocument],
+                  known: dict[str, LedgerEntry]) -> Iterator[EmbeddedBatch]:
+        """Each batch of ``todo`` fetched, parsed and embedded, in order, with up to
+        ``ingest.batches_in_flight`` batches under way at once."""
+        size = self.settings.ingest.batch_documents
+        batches = (todo[start : start + size] for start in range(0, len(todo), size))
+        pool = None if FlowRunContext.get() else ThreadPoolExecutor(self.settings.ingest.batches_in_flight,
+                                                                     thread_name_prefix="ingest")
+        components = self.components if self._components_here() else self.components.spec
+        pending: deque[Any] = deque()
+
+        def submit(batch: Sequence[SourceDocument]) -> None:
+            mine = {d.doc_id: known[d.doc_id] for d in batch if d.doc_id in known}
+            if pool is None:  # a flow run: task runs on its task runner, chained by their futures
+                fetched = fetch_documents.submit(connector, batch)
+                parsed = parse_documents.submit(batch, fetched, mine, components)
+                pending.append(embed_documents.submit(parsed, components))
+            else:
+                pending.append(pool.submit(_prepare, connector, batch, mine, components))
+
+        try:
+            for batch in itertools.islice(batches, self.settings.ingest.batches_in_flight):
+                submit(batch)
+            while pending:
+                prepared = pending.popleft().result()
+                for batch in itertools.islice(batches, 1):
+                    submit(batch)
+                yield prepared
+        finally:
+            for future in pending:
+                future.cancel()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    @staticmethod
+    def _call(step: Any, *args: Any) -> Any:
+        """A step: a task run inside a flow run (with its retries), a plain call outside one."""
+        return step(*args) if FlowRunContext.get() else step.fn(*args)
+
+    @staticmethod
+    def _components_here() -> bool:
+        """Whether submitted steps run in this process (threads), so they can use its components."""
+        context = FlowRunContext.get()
+        return context is None or isinstance(context.task_runner, ThreadPoolTaskRunner)
+
+    def _progress(self, kind: ProgressKind, source: str, amount: int) -> None:
+        if self.components.progress and amount:
+            self.components.progress(ProgressEvent(kind, source, amount))
+
+
+def _prepare(connector: Connector, batch: Sequence[SourceDocument], known: dict[str, LedgerEntry],
+             components: IngestComponents) -> EmbeddedBatch:
+    """Fetch, parse and embed one batch outside a flow run (the steps' own functions, in a pool thread)."""
+    fetched = fetch_documents.fn(connector, batch)
+    return embed_documents.fn(parse_documents.fn(batch, fetched, known, components), components)

@@ -1,0 +1,170 @@
+"""The ingest's steps as Prefect tasks, one per batch of documents: list, fetch, parse, embed, upsert, delete.
+
+[IngestPipeline][enclave.flows.IngestPipeline] runs them: inside a flow run as task runs (retries as
+declared here, shown in the Prefect UI, fetch/parse/embed on the flow's task runner), outside one as
+plain calls of the same functions. Fetch, parse and embed take only data and their components (or,
+on a Dask worker, the spec to build them from); upsert and delete run in the flow's process, the one
+writer an embedded index allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from llama_index.core import Document
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from enclave.contracts import Chunk, Connector, DocumentStatus, SourceDocument, SyncOutcome
+from enclave.flows.ingest_components import ComponentSpec, IngestComponents
+from enclave.flows.ingest_report import DocumentOutcome
+from enclave.flows.progress import ProgressEvent, ProgressKind
+from enclave.indexes.chunk_store import ChunkStore
+from enclave.indexes.index_backend import SparseVector, now_iso
+from enclave.indexes.parser import ParseError
+from enclave.indexes.sync_ledger import LedgerEntry, SyncLedger
+
+#: Fetch errors that may pass if tried again (a network share, an object store): the task retries them.
+TRANSIENT_ERRORS = (TimeoutError, ConnectionError, InterruptedError, BlockingIOError)
+
+
+@dataclass
+class ParsedDocument:
+    """A fetched document after parsing: ``document`` is None when there is nothing to index (see
+    ``outcome``); ``previous`` its ledger entry before this run; ``content_hash`` of its bytes."""
+
+    doc: SourceDocument
+    document: Document | None
+    outcome: DocumentOutcome
+    previous: LedgerEntry | None
+    content_hash: str = ""
+
+
+@dataclass
+class EmbeddedBatch:
+    """A batch ready to write: per parsed document its chunks (empty for those with nothing to index),
+    the dense vectors (total chunks, dim) float32 and BM25 vectors of all chunks, in chunk order."""
+
+    parsed: list[ParsedDocument]
+    chunks: list[list[Chunk]]
+    vectors: np.ndarray
+    sparse: list[SparseVector]
+
+
+@task(name="list-documents", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def list_documents(connector: Connector) -> list[SourceDocument]:
+    """The source's documents (identity, version, ACL; no content). A failing listing raises: nothing
+    is deleted on its account."""
+    return list(connector.list_documents())
+
+
+@task(name="fetch-documents", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def fetch_documents(connector: Connector, docs: Sequence[SourceDocument]) -> list[bytes | DocumentOutcome]:
+    """The bytes of each document, or a failed outcome (reason ``unreadable``) for one that cannot be
+    read (missing, permission denied). Transient errors (timeouts, connection resets) raise, so the task
+    retries; a document still failing after the retries fails the run's batch with that error."""
+    fetched: list[bytes | DocumentOutcome] = []
+    for doc in docs:
+        try:
+            fetched.append(connector.fetch(doc))
+        except TRANSIENT_ERRORS:
+            raise
+        except OSError as exc:
+            fetched.append(DocumentOutcome(doc.doc_id, doc.uri, SyncOutcome.FAILED, reason="unreadable", detail=str(exc)))
+    return fetched
+
+
+@task(name="parse-documents", cache_policy=NO_CACHE)
+def parse_documents(docs: Sequence[SourceDocument], fetched: Sequence[bytes | DocumentOutcome],
+                    known: dict[str, LedgerEntry], components: IngestComponents | ComponentSpec) -> list[ParsedDocument]:
+    """Parse a fetched batch. A document whose bytes hash as before is not parsed again; one that
+    cannot be parsed gets a failed or skipped outcome with its reason."""
+    parser = IngestComponents.resolve(components).parser
+    results = []
+    for doc, data in zip(docs, fetched):
+        previous = known.get(doc.doc_id)
+        if isinstance(data, DocumentOutcome):
+            results.append(ParsedDocument(doc, None, data, previous))
+            continue
+        status = SyncOutcome.UPDATED if previous and previous.status != DocumentStatus.PENDING else SyncOutcome.INDEXED
+        content_hash = SourceDocument.content_hash(data)
+        if previous and previous.status == DocumentStatus.INDEXED and previous.content_hash == content_hash:
+            outcome = DocumentOutcome(doc.doc_id, doc.uri, SyncOutcome.UNCHANGED, chunks=previous.chunks)
+            results.append(ParsedDocument(doc, None, outcome, previous, content_hash))
+            continue
+        try:
+            document = parser.run(doc, data)
+        except ParseError as exc:
+            outcome = DocumentOutcome(doc.doc_id, doc.uri, SyncOutcome(exc.status), reason=exc.reason, detail=exc.detail)
+            results.append(ParsedDocument(doc, None, outcome, previous, content_hash))
+            continue
+        results.append(ParsedDocument(doc, document, DocumentOutcome(doc.doc_id, doc.uri, status), previous, content_hash))
+    return results
+
+
+@task(name="embed-documents", cache_policy=NO_CACHE)
+def embed_documents(parsed: list[ParsedDocument], components: IngestComponents | ComponentSpec) -> EmbeddedBatch:
+    """Chunk the parsed documents and embed the chunks: dense in slices of four model batches (each
+    reported as progress where there is a callback), and sparse (BM25 term weights)."""
+    parts = IngestComponents.resolve(components)
+    chunks = []
+    for item in parsed:
+        chunks.append(parts.chunker.run(item.document) if item.document is not None else [])
+        if item.document is not None:
+            item.outcome.chunks = len(chunks[-1])
+    texts = [chunk.text for doc_chunks in chunks for chunk in doc_chunks]
+    vectors = []
+    step = max(parts.embedder.batch_size * 4, 1)
+    source = parsed[0].doc.source if parsed else ""
+    for start in range(0, len(texts), step):
+        vectors.append(parts.embedder.embed(texts[start : start + step]))
+        if parts.progress:
+            parts.progress(ProgressEvent(ProgressKind.CHUNKS, source, len(vectors[-1])))
+    matrix = np.concatenate(vectors) if vectors else np.zeros((0, parts.embedder.dimension), dtype=np.float32)
+    return EmbeddedBatch(parsed, chunks, matrix, parts.sparse_embedder.embed(texts))
+
+
+@task(name="upsert-chunks", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def upsert_chunks(store: ChunkStore, ledger: SyncLedger, batch: EmbeddedBatch) -> None:
+    """Write a batch to the index, in an order a crash at any point cannot corrupt:
+
+    1. a ``pending`` ledger entry for each new document, so its points are never untracked;
+    2. the chunks of every indexed document (deterministic ids: a retry overwrites);
+    3. per document, its stale points: chunks beyond its new count, or all of them if it now fails;
+    4. the ledger entries, last. Until then the ledger shows the old version and a re-run redoes it.
+    """
+    items = list(zip(batch.parsed, batch.chunks))
+    ledger.put([
+        LedgerEntry(doc_id=i.doc.doc_id, source=i.doc.source, version="", content_hash="", chunks=0,
+                    status=DocumentStatus.PENDING, uri=i.doc.uri)
+        for i, _ in items if i.previous is None and i.document is not None
+    ])
+    store.upsert([chunk for _, doc_chunks in items for chunk in doc_chunks], batch.vectors, batch.sparse)
+    entries = []
+    for item, doc_chunks in items:
+        outcome = item.outcome
+        if outcome.status == SyncOutcome.UNCHANGED:  # new version, same bytes: only the version moves on
+            entries.append(replace(item.previous, version=item.doc.version, updated_at=now_iso()))
+            continue
+        indexed = outcome.status in (SyncOutcome.INDEXED, SyncOutcome.UPDATED)
+        if indexed and item.previous is not None:
+            store.delete_chunks_from(item.doc.doc_id, len(doc_chunks))
+        elif not indexed and item.previous is not None:
+            store.delete_document(item.doc.doc_id)  # failed or skipped now: its old content goes
+        entries.append(LedgerEntry(
+            doc_id=item.doc.doc_id, source=item.doc.source, version=item.doc.version,
+            content_hash=item.content_hash, chunks=len(doc_chunks) if indexed else 0,
+            status=DocumentStatus.INDEXED if indexed else DocumentStatus(outcome.status), uri=item.doc.uri,
+            reason=outcome.reason, detail=outcome.detail,
+        ))
+    ledger.put(entries)
+
+
+@task(name="delete-documents", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def delete_documents(store: ChunkStore, ledger: SyncLedger, gone: Sequence[LedgerEntry]) -> None:
+    """Remove documents no longer in the source: their chunks, then their ledger entries."""
+    for entry in gone:
+        store.delete_document(entry.doc_id)
+    ledger.forget([entry.doc_id for entry in gone])
