@@ -17,7 +17,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -33,7 +32,12 @@ err = Console(stderr=True)
 ConfigOption = typer.Option(None, "--config", "-c", help="Settings file (default: $ENCLAVE_CONFIG or ./enclave.yaml).")
 
 
-def _settings(config: Optional[Path]) -> Settings:
+def _config_file(config: Path | None) -> str | None:
+    """``--config`` as a flow parameter (a flow run loads its settings from the file itself)."""
+    return str(config) if config is not None else None
+
+
+def _settings(config: Path | None) -> Settings:
     try:
         return load_settings(config)
     except (SettingsError, FileNotFoundError) as exc:
@@ -56,7 +60,7 @@ def _quiet_libraries() -> None:
 
 class _ProgressReporter:
     """A progress bar on a terminal (documents done of total, chunks embedded, chunks/s, elapsed, ETA);
-    otherwise a log line every 10 % of documents or 30 s."""
+    otherwise a log line every 10 % of documents or 30 s. Called with the flows' ProgressEvents."""
 
     def __init__(self) -> None:
         self.interactive = console.is_terminal
@@ -72,13 +76,13 @@ class _ProgressReporter:
         )
         self.task = self.bar.add_task("documents", total=None, chunks=0, rate=0.0)
 
-    def __call__(self, event: str, amount: int) -> None:
-        if event == "documents":
-            self.total += amount
-        elif event == "document":
-            self.done += amount
-        elif event == "chunks":
-            self.chunks += amount
+    def __call__(self, event) -> None:  # an enclave.flows.ProgressEvent (imported with the flows)
+        if event.kind == "planned":
+            self.total += event.amount
+        elif event.kind == "documents":
+            self.done += event.amount
+        elif event.kind == "chunks":
+            self.chunks += event.amount
         rate = self.chunks / max(time.monotonic() - self._started, 1e-9)
         self.bar.update(self.task, total=self.total or None, completed=self.done, chunks=self.chunks, rate=rate)
         if not self.interactive and self.total:
@@ -90,11 +94,11 @@ class _ProgressReporter:
 
 @app.command()
 def ingest(
-    path: Optional[Path] = typer.Argument(None, help="A folder to ingest as an ad-hoc source."),
-    source: Optional[str] = typer.Option(None, "--source", "-s", help="A configured source's name."),
+    path: Path | None = typer.Argument(None, help="A folder to ingest as an ad-hoc source."),
+    source: str | None = typer.Option(None, "--source", "-s", help="A configured source's name."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Parse files that failed before again, even if unchanged."),
-    task_runner: Optional[str] = typer.Option(None, "--task-runner", help="threads (default) or dask: where fetch/parse/embed run."),
-    config: Optional[Path] = ConfigOption,
+    task_runner: str | None = typer.Option(None, "--task-runner", help="threads (default) or dask: where fetch/parse/embed run."),
+    config: Path | None = ConfigOption,
 ) -> None:
     """Sync documents into the index: new and changed ones are embedded, unchanged ones cost nothing,
     removed ones are deleted. Exits 1 if any document is failed (including earlier failures of files
@@ -106,17 +110,17 @@ def ingest(
             err.print(f"[red]--task-runner must be threads or dask, not {task_runner!r}[/red]")
             raise typer.Exit(2)
         settings.ingest.task_runner = task_runner
-    from flows.components import Resources
-    from flows.ingest import ingest_with_runner
-    from indexes.vector_index import VectorIndexError
+    from enclave.flows.ingest_flow import ingest_with_runner
+    from enclave.flows.progress import reporting_progress
+    from enclave.indexes.index_backend import IndexUnavailable
 
     reporter = _ProgressReporter()
     try:
         ingest_flow = ingest_with_runner(settings)
-        with reporter.bar:
-            reports = ingest_flow(source=source, path=str(path) if path else None, settings=settings,
-                                  resources=Resources(progress=reporter), retry_failed=retry_failed)
-    except (KeyError, FileNotFoundError, VectorIndexError, ImportError) as exc:
+        with reporter.bar, reporting_progress(reporter):
+            reports = ingest_flow(source=source, path=str(path) if path else None, config_file=_config_file(config),
+                                  retry_failed=retry_failed)
+    except (KeyError, FileNotFoundError, IndexUnavailable, ImportError) as exc:
         err.print(f"[red]{exc.args[0] if exc.args else exc}[/red]")
         raise typer.Exit(2) from None
     failed = 0
@@ -126,14 +130,14 @@ def ingest(
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         console.print(f"[bold]{report.source}[/bold]: {summary}; {report.chunks_embedded} chunks embedded "
                       f"in {report.seconds:.1f} s", soft_wrap=True)
-        problems = sorted(report.problems(), key=lambda o: (o.status, o.reason, o.source_id))
+        problems = sorted(report.problems(), key=lambda o: (o.status, o.reason, o.doc_id))
         if problems and console.is_terminal:
             table = Table("status", "reason", "document", "detail", title=f"{len(problems)} not indexed")
             for o in problems:
-                table.add_row(o.status, o.reason, o.source_id.split(":", 1)[-1], (o.detail or "")[:120])
+                table.add_row(o.status, o.reason, o.doc_id.split(":", 1)[-1], (o.detail or "")[:120])
             console.print(table)
         for o in problems if not console.is_terminal else []:  # logs: one whole line per document
-            print(f"{o.status}: {o.reason}: {o.source_id.split(':', 1)[-1]}" + (f" ({o.detail[:200]})" if o.detail else ""))
+            print(f"{o.status}: {o.reason}: {o.doc_id.split(':', 1)[-1]}" + (f" ({o.detail[:200]})" if o.detail else ""))
         if report.reasons():
             console.print("by reason: " + ", ".join(f"{n} {r}" for r, n in sorted(report.reasons().items())), markup=False)
     raise typer.Exit(1 if failed else 0)
@@ -142,71 +146,67 @@ def ingest(
 @app.command()
 def status(
     failures: bool = typer.Option(False, "--failures", help="List every failed file with its reason."),
-    source: Optional[str] = typer.Option(None, "--source", "-s", help="Only this source."),
-    config: Optional[Path] = ConfigOption,
+    source: str | None = typer.Option(None, "--source", "-s", help="Only this source."),
+    config: Path | None = ConfigOption,
 ) -> None:
     """Per source: documents by status, chunks in the index, the last run, failures by reason.
     Loads no model. Exits 2 if there is no index yet."""
     _quiet_libraries()
     settings = _settings(config)
-    from collections import Counter
-
-    from flows.components import build_index
-    from indexes.vector_index import VectorIndexError
+    from enclave.contracts import DocumentStatus
+    from enclave.flows.index_location import open_index
+    from enclave.indexes.index_backend import IndexUnavailable
+    from enclave.indexes.sync_ledger import SyncLedger
 
     try:
-        index = build_index(settings)
-    except VectorIndexError as exc:
+        index = open_index(settings)
+    except IndexUnavailable as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     try:
-        ledger = index.ledger(source)
-        runs = index.runs(source)
-        names = [s.name for s in settings.sources if source in (None, s.name)]
-        names += sorted({e.source for e in ledger.values()} - set(names))
-        rows, failed_entries = [], []
-        for name in names:
-            entries = [e for e in ledger.values() if e.source == name]
-            by_status = Counter(e.status for e in entries)
-            failed = [e for e in entries if e.status == "failed"]
-            failed_entries += failed
-            last = next((r for r in runs if r.source == name), None)
-            last_run = "never" if last is None else (
-                f"{last.finished_at} ({last.seconds:.0f} s: " + ", ".join(f"{n} {k}" for k, n in sorted(last.counts.items())) + ")")
-            reasons = ", ".join(f"{n} {r}" for r, n in Counter(e.reason for e in failed).most_common())
-            rows.append((name, len(entries), by_status["indexed"], by_status["skipped"], by_status["failed"],
-                         by_status["pending"], index.count(source=name), last_run, reasons or "-"))
-        failed_entries.sort(key=lambda e: (e.source, e.reason, e.source_id))
-        if console.is_terminal:
-            table = Table("source", "documents", "indexed", "skipped", "failed", "pending", "chunks", "last run",
-                          "failures by reason", title=f"index {settings.index.collection} ({settings.index.backend})")
-            for row in rows:
-                table.add_row(*map(str, row))
-            console.print(table)
-        else:  # logs and scripts: one whole line per source
-            for name, docs, indexed, skipped, failed, pending, chunks, last_run, reasons in rows:
-                print(f"{name}: {docs} documents ({indexed} indexed, {skipped} skipped, {failed} failed, {pending} pending), "
-                      f"{chunks} chunks; last run: {last_run}; failures by reason: {reasons}")
-        if failures and console.is_terminal:
-            detail = Table("source", "document", "reason", "detail", "since", title=f"{len(failed_entries)} failed")
-            for e in failed_entries:
-                detail.add_row(e.source, e.source_id.split(":", 1)[-1], e.reason, (e.detail or "")[:200], e.updated_at)
-            console.print(detail)
-        elif failures:
-            for e in failed_entries:
-                print(f"failed: {e.source}: {e.source_id.split(':', 1)[-1]}: {e.reason}" + (f" ({e.detail[:200]})" if e.detail else ""))
+        summaries = SyncLedger(index).summary([s.name for s in settings.sources], only=source)
     finally:
         index.close()
+    rows = []
+    for s in summaries:
+        last = s.last_run
+        last_run = "never" if last is None else (
+            f"{last.finished_at} ({last.seconds:.0f} s: " + ", ".join(f"{n} {k}" for k, n in sorted(last.counts.items())) + ")")
+        reasons = ", ".join(f"{n} {r}" for r, n in s.failures_by_reason().items()) or "-"
+        counts = [s.by_status.get(status, 0) for status in
+                  (DocumentStatus.INDEXED, DocumentStatus.SKIPPED, DocumentStatus.FAILED, DocumentStatus.PENDING)]
+        rows.append((s.source, s.documents, *counts, s.chunks, last_run, reasons))
+    failed_entries = sorted((e for s in summaries for e in s.failed), key=lambda e: (e.source, e.reason, e.doc_id))
+    if console.is_terminal:
+        table = Table("source", "documents", "indexed", "skipped", "failed", "pending", "chunks", "last run",
+                      "failures by reason", title=f"index {settings.index.collection} ({settings.index.backend})")
+        for row in rows:
+            table.add_row(*map(str, row))
+        console.print(table)
+    else:  # logs and scripts: one whole line per source
+        for name, docs, indexed, skipped, failed, pending, chunks, last_run, reasons in rows:
+            print(f"{name}: {docs} documents ({indexed} indexed, {skipped} skipped, {failed} failed, {pending} pending), "
+                  f"{chunks} chunks; last run: {last_run}; failures by reason: {reasons}")
+    if failures and console.is_terminal:
+        detail = Table("source", "document", "reason", "detail", "since", title=f"{len(failed_entries)} failed")
+        for e in failed_entries:
+            detail.add_row(e.source, e.doc_id.split(":", 1)[-1], e.reason, (e.detail or "")[:200], e.updated_at)
+        console.print(detail)
+    elif failures:
+        for e in failed_entries:
+            print(f"failed: {e.source}: {e.doc_id.split(':', 1)[-1]}: {e.reason}" + (f" ({e.detail[:200]})" if e.detail else ""))
 
 
 @app.command("eval")
 def evaluate(
-    dataset: Path = typer.Argument(..., help="A BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/) or a QA file (.yaml/.json/.jsonl)."),
+    dataset: Path = typer.Argument(
+        ..., help="A BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/) or a QA file (.yaml/.json/.jsonl)."),
     modes: str = typer.Option("dense,sparse,hybrid", "--modes", help="Retrieval modes to compare, comma-separated."),
-    documents: Optional[Path] = typer.Option(None, "--documents", help="For a QA file: the folder of documents it asks about."),
+    documents: Path | None = typer.Option(None, "--documents", help="For a QA file: the folder of documents it asks about."),
     split: str = typer.Option("test", "--split", help="For a BEIR dataset: the qrels split (qrels/<split>.tsv)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the report (default: <data_dir>/eval/<name>)."),
-    config: Optional[Path] = ConfigOption,
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Where to write the report (default: <data_dir>/eval/<name>)."),
+    config: Path | None = ConfigOption,
 ) -> None:
     """Measure retrieval on a dataset: ingest it into a collection of its own (eval-<name>; a re-run
     embeds nothing), run every query in each mode and print nDCG@10, recall@10/100, MRR@10, hit@k
@@ -214,11 +214,12 @@ def evaluate(
     bad dataset or option."""
     _quiet_libraries()
     settings = _settings(config)
-    from connectors.beir import DatasetError
-    from flows.components import Resources
-    from flows.evaluate import evaluate as evaluate_flow
-    from flows.evaluate import load_dataset
-    from indexes.vector_index import MODES, VectorIndexError
+    from enclave.connectors.beir import DatasetError
+    from enclave.flows.evaluate_flow import evaluate as evaluate_flow
+    from enclave.flows.evaluate_flow import load_dataset
+    from enclave.flows.progress import reporting_progress
+    from enclave.indexes.chunk_store import MODES
+    from enclave.indexes.index_backend import IndexUnavailable
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     unknown = [m for m in chosen if m not in MODES]
@@ -228,17 +229,18 @@ def evaluate(
     reporter = _ProgressReporter()
     try:
         load_dataset(dataset, documents, split)  # a bad dataset fails here, before Prefect and the model start
-        with reporter.bar:
+        with reporter.bar, reporting_progress(reporter):
             report = evaluate_flow(str(dataset), modes=chosen, documents=str(documents) if documents else None,
-                                   split=split, output_dir=str(output) if output else None, settings=settings,
-                                   resources=Resources(progress=reporter))
-    except (DatasetError, VectorIndexError, FileNotFoundError) as exc:
+                                   split=split, output_dir=str(output) if output else None,
+                                   config_file=_config_file(config))
+    except (DatasetError, IndexUnavailable, FileNotFoundError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     names = report.metric_names()
     if console.is_terminal:
         table = Table("mode", *names, "p50 ms", "p95 ms",
-                      title=f"{report.dataset}: {report.judged_queries} queries, {report.documents} documents, {report.chunks} chunks")
+                      title=f"{report.dataset}: {report.judged_queries} queries, {report.documents} documents, "
+                            f"{report.chunks} chunks")
         for result in report.results:
             table.add_row(result.mode, *(f"{result.metrics[n]:.4f}" for n in names),
                           f"{result.latency_p50_ms:.1f}", f"{result.latency_p95_ms:.1f}")
@@ -255,19 +257,20 @@ def evaluate(
 @app.command()
 def ask(
     question: str = typer.Argument(..., help="The question."),
-    group: list[str] = typer.Option(None, "--group", "-g", help="Ask as a member of these groups (default: server.auth.anonymous_groups)."),
-    config: Optional[Path] = ConfigOption,
+    group: list[str] = typer.Option(
+        None, "--group", "-g", help="Ask as a member of these groups (default: server.auth.anonymous_groups)."),
+    config: Path | None = ConfigOption,
 ) -> None:
     """Answer a question from the index, with citations."""
     _quiet_libraries()
     settings = _settings(config)
-    from flows.answer import AnswerPipeline
-    from indexes.vector_index import VectorIndexError
-    from llms.generator_chain import AllGeneratorsFailed
+    from enclave.flows.answer_pipeline import AnswerPipeline
+    from enclave.indexes.index_backend import IndexUnavailable
+    from enclave.llms.fallback_router import AllGeneratorsFailed
 
     try:
         pipeline = AnswerPipeline.from_settings(settings)
-    except VectorIndexError as exc:
+    except IndexUnavailable as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     try:
@@ -288,7 +291,7 @@ def ask(
                   f"cost: ${answer.cost:.6f}; {answer.seconds:.2f} s[/dim]", soft_wrap=True)
 
 
-def _since(value: Optional[str]):  # -> datetime | None
+def _since(value: str | None):  # -> datetime | None
     """``--since``: an ISO 8601 date or datetime (UTC if no zone), or ``7d`` / ``12h`` ago."""
     from datetime import UTC, datetime, timedelta
 
@@ -307,20 +310,19 @@ def _since(value: Optional[str]):  # -> datetime | None
 
 @app.command()
 def audit(
-    since: Optional[str] = typer.Option(None, "--since", help="From this date/datetime, or 7d / 12h ago."),
-    principal: Optional[str] = typer.Option(None, "--principal", help="Only calls made for this principal."),
-    generator: Optional[str] = typer.Option(None, "--generator", help="Only calls to this generator."),
-    outcome: Optional[str] = typer.Option(None, "--outcome", help="sent, failed or refused."),
-    config: Optional[Path] = ConfigOption,
+    since: str | None = typer.Option(None, "--since", help="From this date/datetime, or 7d / 12h ago."),
+    principal: str | None = typer.Option(None, "--principal", help="Only calls made for this principal."),
+    generator: str | None = typer.Option(None, "--generator", help="Only calls to this generator."),
+    outcome: str | None = typer.Option(None, "--outcome", help="sent, failed or refused."),
+    config: Path | None = ConfigOption,
 ) -> None:
     """List the audit records of external calls: who asked, which generator, which chunks left and
     which were withheld, redactions, tokens and cost. Refused calls sent nothing."""
     settings = _settings(config)
-    from flows.components import audit_path
-    from llms.audit_log import AuditLog
+    from enclave.llms.audit_log import AuditLog
 
     filters = {k: v for k, v in {"principal": principal, "generator": generator, "outcome": outcome}.items() if v}
-    records = list(AuditLog(audit_path(settings)).records(since=_since(since), **filters))
+    records = list(AuditLog(settings.audit_path).records(since=_since(since), **filters))
     if console.is_terminal:
         table = Table("time", "principal", "generator", "model", "outcome", "sent", "withheld", "redactions",
                       "tokens in/out", "cost $", title=f"{len(records)} external calls")
@@ -339,17 +341,17 @@ def audit(
 
 @app.command()
 def costs(
-    since: Optional[str] = typer.Option(None, "--since", help="From this date/datetime, or 7d / 12h ago."),
-    compare_with: Optional[str] = typer.Option(None, "--compare-with", help="An external model to price all tokens on."),
-    config: Optional[Path] = ConfigOption,
+    since: str | None = typer.Option(None, "--since", help="From this date/datetime, or 7d / 12h ago."),
+    compare_with: str | None = typer.Option(None, "--compare-with", help="An external model to price all tokens on."),
+    config: Path | None = ConfigOption,
 ) -> None:
     """Spend by generator (answers, tokens, seconds, dollars) and what the same tokens would have cost
     on an external model (--compare-with, default costs.compare_with)."""
     settings = _settings(config)
     from collections import defaultdict
 
-    from llms.cost_table import CostTable, TokenPrice
-    from llms.usage_log import UsageLog
+    from enclave.llms.cost_table import CostTable, TokenPrice
+    from enclave.llms.usage_log import UsageLog
 
     prices = CostTable({m: TokenPrice(p.input, p.output) for m, p in settings.costs.models.items()})
     model = compare_with or settings.costs.compare_with
@@ -358,7 +360,7 @@ def costs(
                   f"(priced: {', '.join(sorted(prices.models)) or 'none'})[/red]")
         raise typer.Exit(2)
     rows: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0, 0.0, 0.0])
-    for r in UsageLog(Path(settings.data_dir) / "usage.jsonl").records(since=_since(since)):
+    for r in UsageLog(settings.usage_path).records(since=_since(since)):
         row = rows[r.generator]
         row[0] += 1
         row[1] += r.tokens_in
@@ -403,7 +405,7 @@ def keys_create(
     the key's SHA-256 is stored, so a lost key cannot be recovered, only replaced."""
     import yaml
 
-    from server.authentication import api_key_hash, new_api_key
+    from enclave.server.authentication import api_key_hash, new_api_key
 
     key = new_api_key()
     entry = {"principal": principal, "groups": list(dict.fromkeys(group)), "sha256": api_key_hash(key)}
@@ -414,9 +416,9 @@ def keys_create(
 
 @app.command()
 def serve(
-    host: Optional[str] = typer.Option(None, help="Bind address (default: server.host)."),
-    port: Optional[int] = typer.Option(None, help="Port (default: server.port)."),
-    config: Optional[Path] = ConfigOption,
+    host: str | None = typer.Option(None, help="Bind address (default: server.host)."),
+    port: int | None = typer.Option(None, help="Port (default: server.port)."),
+    config: Path | None = ConfigOption,
 ) -> None:
     """Start the chat endpoint (OpenAI-compatible /v1/chat/completions, /v1/ask). With the embedded
     index, this process owns it: `enclave ingest` and scheduled runs write through it meanwhile."""
@@ -424,7 +426,7 @@ def serve(
     settings = _settings(config)
     import uvicorn
 
-    from server.app import create_app
+    from enclave.server.app import create_app
 
     host, port = host or settings.server.host, port or settings.server.port
     # other processes here (enclave ingest, scheduled flow runs) reach the embedded index through this one

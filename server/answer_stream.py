@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 from fastapi import Request
 
-from flows.answer import Answered, AnswerEvent
-from llms.generator_chain import AllGeneratorsFailed, Token
-from server.thread_events import events_in_thread
+from enclave.flows.answer_pipeline import Answered, AnswerEvent
+from enclave.llms.fallback_router import AllGeneratorsFailed, Token
+from enclave.server.thread_events import events_in_thread
 
 
 class AnswerStream:
-    """The events of one :meth:`flows.answer.AnswerPipeline.stream`, read from async code.
+    """The events of one [AnswerPipeline.stream][enclave.flows.answer_pipeline.AnswerPipeline.stream], read from async code.
 
     Usage::
 

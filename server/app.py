@@ -9,16 +9,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from enclave import __version__
+from enclave.flows.answer_pipeline import AnswerPipeline
+from enclave.indexes.edge_index import EdgeIndex
+from enclave.indexes.remote_index import IndexOwner
+from enclave.llms.fallback_router import AllGeneratorsFailed
+from enclave.server.authentication import Authenticator
+from enclave.server.body_limit import BodySizeLimit
+from enclave.server.metrics import install_metrics
+from enclave.server.rate_limit import RateLimiter
+from enclave.server.routers import ask, chat, health, index, metrics, models, page, retrieve
 from enclave.settings import Settings
-from flows.answer import AnswerPipeline
-from llms.generator_chain import AllGeneratorsFailed
-from indexes.edge_index import EdgeIndex
-from indexes.remote_index import IndexOwner
-from server.authentication import Authenticator
-from server.body_limit import BodySizeLimit
-from server.metrics import install_metrics
-from server.rate_limit import RateLimiter
-from server.routers import ask, chat, health, index, metrics, models, page, retrieve
 
 
 def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index_url: str | None = None) -> FastAPI:
@@ -37,8 +37,8 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
 
     ``index_url``: the URL other processes on this machine reach this server at. Given one, and an
     embedded index, the server claims the index (``owner.json`` beside the shard, see
-    indexes/remote_index.py) and serves it on ``/internal/index/*``, so ``enclave ingest`` and scheduled
-    flow runs write through this process while it keeps answering.
+    [RemoteIndex][enclave.indexes.RemoteIndex]) and serves it on ``/internal/index/*``, so ``enclave
+    ingest`` and scheduled flow runs write through this process while it keeps answering.
     """
 
     @asynccontextmanager
@@ -47,10 +47,11 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
         # answers run in threads (retrieval, then a generator's blocking stream): one each, up to this many at once
         app.state.answer_executor = ThreadPoolExecutor(settings.server.answer_threads, thread_name_prefix="answer")
         app.state.pipeline = pipeline or AnswerPipeline.from_settings(settings)
-        app.state.pipeline.retriever.embedder.model  # load the model before the first request
+        _ = app.state.pipeline.retriever.embedder.model  # load the model before the first request
         index = app.state.pipeline.index
         if index_url and isinstance(index, EdgeIndex):
             app.state.index_owner = IndexOwner.claim(index.path, index_url)
+            app.state.owned_index = index
         try:
             yield
         finally:
@@ -63,6 +64,7 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
     app = FastAPI(title="Enclave", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.index_owner = None
+    app.state.owned_index = None
     app.state.authenticator = Authenticator(settings.server.auth)
     limits = settings.server.limits
     app.state.rate_limiter = RateLimiter(limits.requests_per_minute, limits.burst) if limits.requests_per_minute else None

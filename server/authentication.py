@@ -6,8 +6,9 @@ Usage::
     principal = authenticator.authenticate(request.headers, request.client.host)   # or raises AuthError
     principal.name, principal.groups        # "ola", ("everyone", "hr")
 
-``enclave keys create`` prints a new key (:func:`new_api_key`) and the ``server.auth.api_keys`` entry
-holding its hash (:func:`api_key_hash`); the key itself is never stored.
+``enclave keys create`` prints a new key ([new_api_key][enclave.server.authentication.new_api_key]) and
+the ``server.auth.api_keys`` entry holding its hash ([api_key_hash][enclave.server.authentication.api_key_hash]);
+the key itself is never stored.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class AuthError(Exception):
 
 def api_key_hash(key: str) -> str:
     """The lowercase hex SHA-256 of ``key``, as ``server.auth.api_keys[].sha256`` stores it. A plain
-    hash suffices: keys are 256-bit random strings (:func:`new_api_key`), not passwords."""
+    hash suffices: keys are 256-bit random strings ([new_api_key][enclave.server.authentication.new_api_key]), not passwords."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
@@ -56,7 +57,7 @@ def new_api_key() -> str:
 
 
 class Authenticator:
-    """Resolves a request's credentials to a :class:`Principal`.
+    """Resolves a request's credentials to a [Principal][enclave.server.authentication.Principal].
 
     Usage::
 

@@ -9,9 +9,9 @@ import math
 
 from fastapi import HTTPException, Request
 
+from enclave.flows.answer_pipeline import AnswerPipeline
+from enclave.server.authentication import AuthError, Principal
 from enclave.settings import Settings
-from flows.answer import AnswerPipeline
-from server.authentication import AuthError, Principal
 
 
 async def get_pipeline(request: Request) -> AnswerPipeline:

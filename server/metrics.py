@@ -1,10 +1,11 @@
 """Prometheus metrics of the chat endpoint: requests, latency, answers, tokens, cost, fallbacks.
 
-``install_metrics(app)`` gives an app its own :class:`ServerMetrics` (``app.state.metrics``) and the
-ASGI middleware that counts and times every HTTP request; ``GET /metrics`` (server/routers/metrics.py)
-serves them in Prometheus' text format. The routers record each answer with
-:meth:`ServerMetrics.record_answer` and each question no generator answered with
-:meth:`ServerMetrics.record_no_answer`.
+``install_metrics(app)`` gives an app its own [ServerMetrics][enclave.server.metrics.ServerMetrics]
+(``app.state.metrics``) and the ASGI middleware that counts and times every HTTP request;
+``GET /metrics`` (server/routers/metrics.py) serves them in Prometheus' text format. The routers record
+each answer with [ServerMetrics.record_answer][enclave.server.metrics.ServerMetrics.record_answer] and
+each question no generator answered with
+[ServerMetrics.record_no_answer][enclave.server.metrics.ServerMetrics.record_no_answer].
 """
 
 from __future__ import annotations
@@ -17,29 +18,18 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llms.generator import Attempt
+from enclave.contracts import Attempt, AttemptOutcome
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from flows.answer import Answer
+    from enclave.contracts import Answer
 
 OTHER_ROUTE = "other"
 """The ``route`` label of a request no route matches (404s of unknown paths), so scans cannot grow the series."""
 
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 FIRST_TOKEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0)
-
-
-def fallback_reason(error: str) -> str:
-    """The ``reason`` label of a route attempt that did not answer: ``skipped`` (its circuit breaker was
-    open: ``"skipped: ..."``), ``not_sent`` (the egress policy withheld the request: ``"not sent: ..."``)
-    or ``failed`` (anything else: refused, timed out, 5xx, 429, unknown model, broken stream)."""
-    if error.startswith("skipped:"):
-        return "skipped"
-    if error.startswith("not sent:"):
-        return "not_sent"
-    return "failed"
 
 
 class ServerMetrics:
@@ -50,7 +40,7 @@ class ServerMetrics:
 
         metrics = ServerMetrics()
         metrics.record_request("POST", "/v1/ask", 200, seconds=0.84)   # the middleware does this
-        metrics.record_answer(pipeline.ask(question, groups))         # a flows.answer.Answer
+        metrics.record_answer(pipeline.ask(question, groups))         # an enclave.contracts.Answer
         metrics.record_first_token(0.31)                              # seconds to the first streamed piece
         metrics.record_no_answer(exc.attempts)                        # on llms.AllGeneratorsFailed
         body = metrics.exposition()                                   # bytes, Prometheus text format
@@ -66,7 +56,8 @@ class ServerMetrics:
       (``direction`` ``in`` or ``out``, the generator's own counts), ``enclave_generator_cost_usd_total{generator}``:
       per answer, for the generator that gave it;
     - ``enclave_fallbacks_total{generator,reason}``: each generator tried before the one that answered, or
-      tried in vain when none did; ``reason`` is :func:`fallback_reason`'s ``failed``, ``skipped`` or ``not_sent``;
+      tried in vain when none did; ``reason`` is the attempt's [AttemptOutcome][enclave.contracts.AttemptOutcome]:
+      ``failed``, ``skipped`` (circuit breaker open) or ``not_sent`` (egress policy);
     - ``enclave_egress_withheld_total{generator}``: requests the egress policy kept from an external generator;
     - ``enclave_no_answer_total``: questions no generator on the route answered.
 
@@ -102,8 +93,8 @@ class ServerMetrics:
         self.http_request_duration.labels(method, route).observe(max(seconds, 0.0))
 
     def record_answer(self, answer: Answer | Any) -> None:
-        """One answer: a :class:`flows.answer.Answer` (or an :class:`llms.generator.Generation`, which has
-        the same ``generator``, ``tokens_in``, ``tokens_out``, ``cost`` and ``attempts``)."""
+        """One answer: an [Answer][enclave.contracts.Answer] (or a [Generation][enclave.contracts.Generation],
+        which has the same ``generator``, ``tokens_in``, ``tokens_out``, ``cost`` and ``attempts``)."""
         generator = answer.generator
         self.answers.labels(generator).inc()
         self.generator_tokens.labels(generator, "in").inc(max(int(answer.tokens_in or 0), 0))
@@ -112,7 +103,7 @@ class ServerMetrics:
         self._record_attempts(answer.attempts)
 
     def record_no_answer(self, attempts: Iterable[Attempt]) -> None:
-        """A question no generator answered: ``attempts`` of :class:`llms.AllGeneratorsFailed`."""
+        """A question no generator answered: the ``attempts`` of [AllGeneratorsFailed][enclave.llms.AllGeneratorsFailed]."""
         self.no_answer.inc()
         self._record_attempts(attempts)
 
@@ -122,11 +113,10 @@ class ServerMetrics:
 
     def _record_attempts(self, attempts: Iterable[Attempt]) -> None:
         for attempt in attempts:
-            if not attempt.error:
-                continue  # the generator that answered
-            reason = fallback_reason(attempt.error)
-            self.fallbacks.labels(attempt.generator, reason).inc()
-            if reason == "not_sent":
+            if attempt.outcome is AttemptOutcome.ANSWERED:
+                continue
+            self.fallbacks.labels(attempt.generator, str(attempt.outcome)).inc()
+            if attempt.outcome is AttemptOutcome.NOT_SENT:
                 self.egress_withheld.labels(attempt.generator).inc()
 
     def exposition(self) -> bytes:
@@ -135,7 +125,7 @@ class ServerMetrics:
 
 
 class MetricsMiddleware:
-    """Pure ASGI middleware: counts and times every HTTP request into a :class:`ServerMetrics`.
+    """Pure ASGI middleware: counts and times every HTTP request into a [ServerMetrics][enclave.server.metrics.ServerMetrics].
 
     Usage::
 
@@ -189,9 +179,10 @@ class MetricsMiddleware:
 
 
 def install_metrics(app: FastAPI, metrics: ServerMetrics | None = None) -> ServerMetrics:
-    """Give ``app`` its metrics: ``app.state.metrics`` and the :class:`MetricsMiddleware` (added now, so
-    outside every middleware added before it). Returns the :class:`ServerMetrics`. Call it before the app
-    starts."""
+    """Give ``app`` its metrics: ``app.state.metrics`` and the
+    [MetricsMiddleware][enclave.server.metrics.MetricsMiddleware] (added now, so outside every middleware
+    added before it). Returns the [ServerMetrics][enclave.server.metrics.ServerMetrics]. Call it before the
+    app starts."""
     metrics = metrics or ServerMetrics()
     app.state.metrics = metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)

@@ -9,6 +9,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from enclave.contracts import Generator
+from enclave.indexes.chunk_store import ChunkStore
+
 OK = "ok"
 
 
@@ -36,15 +39,15 @@ class ReadinessProbe:
     Usage::
 
         probe = ReadinessProbe(timeout=2.0, cache_seconds=5.0)
-        readiness = probe.check(pipeline.index, pipeline.chain.generators)
+        readiness = probe.check(pipeline.store, pipeline.router.generators)
         readiness.ready                     # True
         readiness.as_json()                 # {"status": "ready", "index": "ok",
                                             #  "generators": {"ollama": "unreachable: cannot connect ...", "extractive": "ok"}}
 
-    The index is touched on every check (``index.count()``: an exact count of its chunks); a generator's
-    ``reachable(timeout)`` (llms: None or a reason) is asked at most once per ``cache_seconds`` per
-    generator, so a probe every second does not call external APIs every second. A generator without
-    ``reachable`` counts as reachable. All checks run in parallel and each waits ``timeout`` seconds at
+    The index is touched on every check (``store.count()``: an exact count of its chunks); a generator's
+    ``reachable(timeout)`` (None or a reason, see [Generator][enclave.contracts.Generator]) is asked at
+    most once per ``cache_seconds`` per generator, so a probe every second does not call external APIs
+    every second. All checks run in parallel and each waits ``timeout`` seconds at
     most (plus a second's grace for the generators' own limits): a check never takes much longer than
     ``timeout``. Never raises: any error becomes that entry's reason. ``clock`` (monotonic seconds) is
     for tests. Thread-safe.
@@ -58,7 +61,7 @@ class ReadinessProbe:
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, int], tuple[float, str]] = {}  # (name, id) → (checked at, state)
 
-    def check(self, index: Any, generators: Sequence[Any]) -> Readiness:
+    def check(self, store: ChunkStore, generators: Sequence[Generator]) -> Readiness:
         now = self._clock()
         states: dict[str, str] = {}
         due = []
@@ -71,7 +74,7 @@ class ReadinessProbe:
                     due.append(generator)
         pool = ThreadPoolExecutor(max_workers=1 + len(due), thread_name_prefix="readiness")
         try:
-            index_check = pool.submit(self._index_state, index)
+            index_check = pool.submit(self._index_state, store)
             checks = {generator.name: (generator, pool.submit(self._generator_state, generator)) for generator in due}
             wait([index_check, *(future for _, future in checks.values())], timeout=self.timeout + 1.0)
             index_state = (index_check.result() if index_check.done()
@@ -86,23 +89,20 @@ class ReadinessProbe:
         return Readiness(index=index_state, generators={g.name: states[g.name] for g in generators})
 
     @staticmethod
-    def _key(generator: Any) -> tuple[str, int]:
+    def _key(generator: Generator) -> tuple[str, int]:
         return generator.name, id(generator)
 
     @staticmethod
-    def _index_state(index: Any) -> str:
+    def _index_state(store: ChunkStore) -> str:
         try:
-            index.count()
+            store.count()
         except Exception as exc:  # whatever the backend raises is the reason
             return f"unreachable: {type(exc).__name__}: {exc}"
         return OK
 
-    def _generator_state(self, generator: Any) -> str:
-        reachable = getattr(generator, "reachable", None)
-        if reachable is None:
-            return OK
+    def _generator_state(self, generator: Generator) -> str:
         try:
-            reason = reachable(self.timeout)
+            reason = generator.reachable(self.timeout)
         except Exception as exc:  # a reachable() that raises after all
             return f"unreachable: {type(exc).__name__}: {exc}"
         return OK if reason is None else f"unreachable: {reason}"

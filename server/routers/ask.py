@@ -2,7 +2,7 @@
 
 With ``"stream": true`` the answer comes as server-sent events: ``token`` (``{"text"}``: append it),
 ``restart`` (``{"generator", "reason"}``: the generator failed mid-answer; discard the text so far, the
-next generator's answer follows), ``answer`` (the whole :class:`AskResponse`, last) and ``error``
+next generator's answer follows), ``answer`` (the whole [AskResponse][enclave.server.routers.ask.AskResponse], last) and ``error``
 (``{"detail"}``, when every generator failed after the answer had begun). What fails before the first
 token is an ordinary HTTP error: 401/403/413/422/429, or 503 when no generator answers.
 """
@@ -18,13 +18,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 
-from flows.answer import Answer, Answered, AnswerPipeline
-from indexes.vector_index import SearchFilter
-from llms.generator_chain import AllGeneratorsFailed, Restart, Token
-from server.answer_stream import AnswerStream
-from server.authentication import Principal
-from server.dependencies import caller, get_pipeline
-from server.request_limits import check_conversation
+from enclave.contracts import Answer
+from enclave.flows.answer_pipeline import Answered, AnswerPipeline
+from enclave.indexes.chunk_store import SearchFilter
+from enclave.llms.fallback_router import AllGeneratorsFailed, Restart, Token
+from enclave.server.answer_stream import AnswerStream
+from enclave.server.authentication import Principal
+from enclave.server.dependencies import caller, get_pipeline
+from enclave.server.request_limits import check_conversation
 
 router = APIRouter(prefix="/v1", tags=["ask"])
 
@@ -86,6 +87,8 @@ class AttemptOut(BaseModel):
 
 
 class AskResponse(BaseModel):
+    """A cited answer: the text with ``[n]`` markers, the cited passages, the route taken, tokens and cost."""
+
     answer: str
     question: str = Field(description="What was retrieved for: the question, or the standalone question "
                                       "condensed from it and the history.")

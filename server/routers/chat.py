@@ -23,16 +23,17 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from enclave.contracts import Answer
+from enclave.flows.answer_pipeline import Answered, AnswerPipeline
+from enclave.llms.fallback_router import AllGeneratorsFailed, Restart, Token
+from enclave.prompts.condense_prompt import without_sources
+from enclave.server.answer_stream import AnswerStream
+from enclave.server.authentication import Principal
+from enclave.server.dependencies import caller, get_pipeline, get_settings
+from enclave.server.request_limits import check_conversation, check_max_tokens
+from enclave.server.routers.ask import CitationOut, SearchFilterIn
+from enclave.server.routers.models import ROUTE_MODEL, route_generators
 from enclave.settings import Settings
-from flows.answer import Answer, Answered, AnswerPipeline
-from llms.generator_chain import AllGeneratorsFailed, Restart, Token
-from prompts.condense_prompt import without_sources
-from server.answer_stream import AnswerStream
-from server.authentication import Principal
-from server.dependencies import caller, get_pipeline, get_settings
-from server.request_limits import check_conversation, check_max_tokens
-from server.routers.ask import CitationOut, SearchFilterIn
-from server.routers.models import ROUTE_MODEL, route_generators
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 

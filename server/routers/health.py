@@ -4,7 +4,7 @@ generator on the route is reachable)."""
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from server.readiness import Readiness, ReadinessProbe
+from enclave.server.readiness import Readiness, ReadinessProbe
 
 router = APIRouter(tags=["health"])
 
@@ -28,7 +28,7 @@ def healthz() -> Health:
 def readyz(request: Request, response: Response) -> ReadinessBody:
     """200 when ready, else 503, both with ``{"status": "ready" | "not ready", "index": "ok" |
     "unreachable: ...", "generators": {name: "ok" | "unreachable: ..."}}``. Generators' results are
-    cached a few seconds (server.readiness.ReadinessProbe); the index is touched every time."""
+    cached a few seconds (enclave.server.readiness.ReadinessProbe); the index is touched every time."""
     state = request.app.state
     probe = getattr(state, "readiness", None)
     if probe is None:
@@ -37,7 +37,7 @@ def readyz(request: Request, response: Response) -> ReadinessBody:
     if pipeline is None:
         readiness = Readiness(index="unreachable: the answer pipeline is not loaded")
     else:
-        readiness = probe.check(pipeline.index, pipeline.chain.generators)
+        readiness = probe.check(pipeline.store, pipeline.router.generators)
     if not readiness.ready:
         response.status_code = 503
     return ReadinessBody(**readiness.as_json())

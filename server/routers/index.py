@@ -2,9 +2,10 @@
 
 An embedded shard belongs to the ``enclave serve`` process. ``enclave ingest``, ``enclave status`` and
 Prefect flow runs on the same machine find its owner record and call these routes through
-:class:`indexes.remote_index.RemoteIndex`. Every request must carry the owner record's token in
-``X-Enclave-Index-Token`` (403 otherwise); the routes exist only while this process owns an embedded
-index (404 otherwise), and stay out of the OpenAPI schema.
+[RemoteIndex][enclave.indexes.RemoteIndex], whose wire models they take. Every request must carry the
+owner record's token in ``X-Enclave-Index-Token`` (403 otherwise); the routes exist only while this
+process owns an embedded index (404 otherwise), and stay out of the OpenAPI schema. A malformed body
+gets 422 (FastAPI's validation), a filter or query the backend cannot run 400.
 """
 
 from __future__ import annotations
@@ -13,34 +14,72 @@ import json
 import secrets
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
-from indexes.remote_index import TOKEN_HEADER
-from indexes.vector_index import VectorIndex
+from enclave.indexes.index_backend import IndexBackend
+from enclave.indexes.remote_index import TOKEN_HEADER, DeleteIdsBody, QueryBody, SelectBody, UpsertBody
 
 router = APIRouter(prefix="/internal/index", include_in_schema=False)
 
 
-def owned_index(request: Request, token: str | None = Header(None, alias=TOKEN_HEADER)) -> VectorIndex:
+def owned_index(request: Request, token: str | None = Header(None, alias=TOKEN_HEADER)) -> IndexBackend:
+    """The index this server owns, for a caller with the owner record's token."""
     owner = getattr(request.app.state, "index_owner", None)
     if owner is None:
         raise HTTPException(404, "this server does not own an embedded index")
     if token is None or not secrets.compare_digest(token, owner.token):
         raise HTTPException(403, f"missing or wrong {TOKEN_HEADER}")
-    return request.app.state.pipeline.index
+    return request.app.state.owned_index
 
 
-@router.post("/{operation}")
-def run_operation(operation: str, body: dict[str, Any] = Body(...), index: VectorIndex = Depends(owned_index)):
-    """One primitive: ``info`` (the dimension), ``upsert``, ``delete``, ``delete_ids``, ``count``,
-    ``query`` → ``{"result": ...}``; ``scroll`` → NDJSON lines ``[id, payload]``. 400 on a malformed body."""
-    if operation == "info":
-        return {"result": {"dimension": index.dimension}}
+def _result(value: Any) -> dict[str, Any]:
+    return {"result": value}
+
+
+def _checked(operation: str, call: Any) -> Any:
     try:
-        result = index.execute(operation, body)
-    except (ValueError, KeyError, TypeError) as exc:
+        return call()
+    except ValueError as exc:  # a filter or query the backend cannot run
         raise HTTPException(400, f"bad {operation} request: {exc}") from None
-    if operation == "scroll":
-        return StreamingResponse((json.dumps(item) + "\n" for item in result), media_type="application/x-ndjson")
-    return {"result": result}
+
+
+@router.post("/info")
+def info(index: IndexBackend = Depends(owned_index)) -> dict[str, Any]:
+    """``{"result": {"dimension": n}}``."""
+    return _result({"dimension": index.dimension})
+
+
+@router.post("/upsert")
+def upsert(body: UpsertBody, index: IndexBackend = Depends(owned_index)) -> dict[str, Any]:
+    return _result(_checked("upsert", lambda: index.upsert(body.store, [p.point() for p in body.points])))
+
+
+@router.post("/delete")
+def delete(body: SelectBody, index: IndexBackend = Depends(owned_index)) -> dict[str, Any]:
+    if body.filter is None:
+        raise HTTPException(400, "bad delete request: a filter is required (deleting every point is not offered)")
+    return _result(_checked("delete", lambda: index.delete(body.store, body.filter)))
+
+
+@router.post("/delete_ids")
+def delete_ids(body: DeleteIdsBody, index: IndexBackend = Depends(owned_index)) -> dict[str, Any]:
+    return _result(_checked("delete_ids", lambda: index.delete_ids(body.store, body.ids)))
+
+
+@router.post("/count")
+def count(body: SelectBody, index: IndexBackend = Depends(owned_index)) -> dict[str, Any]:
+    return _result(_checked("count", lambda: index.count(body.store, body.filter)))
+
+
+@router.post("/query")
+def query(body: QueryBody, index: IndexBackend = Depends(owned_index)) -> dict[str, Any]:
+    hits = _checked("query", lambda: index.query(body.request))
+    return _result([[hit.id, hit.score, hit.payload] for hit in hits])
+
+
+@router.post("/scroll")
+def scroll(body: SelectBody, index: IndexBackend = Depends(owned_index)) -> StreamingResponse:
+    """NDJSON lines ``[id, payload]``, every selected point."""
+    points = _checked("scroll", lambda: index.scroll(body.store, body.filter))
+    return StreamingResponse((json.dumps(item) + "\n" for item in points), media_type="application/x-ndjson")

@@ -8,8 +8,8 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request) -> Response:
-    """Every series of ``app.state.metrics`` (set by ``server.metrics.install_metrics``); 404 without it."""
+    """Every series of ``app.state.metrics`` (set by ``enclave.server.metrics.install_metrics``); 404 without it."""
     server_metrics = getattr(request.app.state, "metrics", None)
     if server_metrics is None:
-        raise HTTPException(status_code=404, detail="this app has no metrics (server.metrics.install_metrics)")
+        raise HTTPException(status_code=404, detail="this app has no metrics (enclave.server.metrics.install_metrics)")
     return Response(server_metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -11,9 +11,9 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
+from enclave.server.authentication import Principal
+from enclave.server.dependencies import caller, get_settings
 from enclave.settings import Settings
-from server.authentication import Principal
-from server.dependencies import caller, get_settings
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 

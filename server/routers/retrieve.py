@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import asyncio
 from functools import partial
+from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from flows.answer import AnswerPipeline
-from server.authentication import Principal
-from server.dependencies import caller, get_pipeline
-from server.routers.ask import SearchFilterIn
+from enclave.flows.answer_pipeline import AnswerPipeline
+from enclave.server.authentication import Principal
+from enclave.server.dependencies import caller, get_pipeline
+from enclave.server.routers.ask import SearchFilterIn
 
 router = APIRouter(prefix="/v1", tags=["retrieve"])
 
