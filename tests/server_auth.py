@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from enclave.server.authentication import api_key_hash
 from enclave.settings import ApiKeySettings, AuthSettings, LimitSettings, ServerSettings
-from server.authentication import api_key_hash
 
 #: principal → (API key, groups)
 KEYS = {

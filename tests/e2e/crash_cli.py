@@ -2,13 +2,13 @@
 
 Usage (what tests/e2e/test_crash_safety.py does)::
 
-    ENCLAVE_CRASH_AT="indexes.vector_index:VectorIndex.upsert:after:1" \
+    ENCLAVE_CRASH_AT="enclave.indexes.chunk_store:ChunkStore.upsert:after:1" \
         python tests/e2e/crash_cli.py ingest --config enclave.yaml
 
 ``ENCLAVE_CRASH_AT`` is ``module:Class.method:when:n``: on the n-th call of that method the process
 kills itself with SIGKILL (no cleanup, no flush, as the kernel's OOM killer or a power cut would)
-``before`` the call, ``after`` it returns, or, for ``_upsert`` of the chunks, ``partial``: after
-writing the first half of the points. Without the variable the CLI runs untouched.
+``before`` the call, ``after`` it returns, or, for ``ChunkStore.upsert``, ``partial``: after writing
+the first half of the batch's chunks. Without the variable the CLI runs untouched.
 
 ``ENCLAVE_TEST_QDRANT_PATH``: with ``index.backend: server``, qdrant-client's local mode on this folder
 stands in for the Qdrant server (it mirrors the server API and persists across processes).
@@ -21,9 +21,6 @@ import itertools
 import os
 import signal
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def _die() -> None:
@@ -33,31 +30,25 @@ def _die() -> None:
 def _arm(spec: str) -> None:
     module_name, attr, when, nth = spec.split(":")
     class_name, method = attr.split(".")
-    owner = getattr(importlib.import_module(module_name), class_name)
-    targets = [owner] if method in vars(owner) else []
-    # an abstract primitive (``_upsert``) is patched on the backends that implement it
-    targets += [sub for sub in owner.__subclasses__() if method in vars(sub)]
+    target = getattr(importlib.import_module(module_name), class_name)
     calls = itertools.count(1)
-    for target in targets:
-        original = vars(target)[method]
+    original = vars(target)[method]
 
-        def wrapper(self, *args, __original=original, **kwargs):
-            if method == "_upsert" and args[0] != "chunks":
-                return __original(self, *args, **kwargs)
-            if next(calls) != int(nth):
-                return __original(self, *args, **kwargs)
-            if when == "before":
-                _die()
-            if when == "partial":
-                store, ids, vectors, payloads = args
-                half = max(len(ids) // 2, 1)
-                __original(self, store, ids[:half], vectors[:half], payloads[:half])
-                _die()
-            result = __original(self, *args, **kwargs)
+    def wrapper(self, *args, **kwargs):
+        if next(calls) != int(nth):
+            return original(self, *args, **kwargs)
+        if when == "before":
             _die()
-            return result
+        if when == "partial":  # ChunkStore.upsert(chunks, vectors, sparse): half the batch, then the crash
+            chunks, vectors, sparse = args
+            half = max(len(chunks) // 2, 1)
+            original(self, chunks[:half], vectors[:half], sparse[:half] if sparse is not None else None)
+            _die()
+        result = original(self, *args, **kwargs)
+        _die()
+        return result
 
-        setattr(target, method, wrapper)
+    setattr(target, method, wrapper)
 
 
 def _local_qdrant(path: str) -> None:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from enclave.indexes import ChunkStore, SyncLedger
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,28 +34,28 @@ SOURCE = "docs"
 # (label, ENCLAVE_CRASH_AT); the v1 → v2 sync runs three batches of two documents:
 # [a.md (changed), c.md (new)], [d.md (new), e.md (same bytes)], [long.md (shrinks)], then deletes b.md
 KILL_POINTS = [
-    ("while listing the source", "connectors.filesystem:FilesystemConnector.run:before:1"),
-    ("during the first parse", "indexes.parser:DocumentParser.run:before:1"),
-    ("during parsing, mid-batch", "indexes.parser:DocumentParser.run:after:3"),
-    ("during the first embedding", "indexes.embedder:DenseEmbedder.embed:before:1"),
+    ("while listing the source", "enclave.connectors.filesystem:FilesystemConnector.list_documents:before:1"),
+    ("during the first parse", "enclave.indexes.parser:DocumentParser.run:before:1"),
+    ("during parsing, mid-batch", "enclave.indexes.parser:DocumentParser.run:after:3"),
+    ("during the first embedding", "enclave.indexes.embedder:DenseEmbedder.embed:before:1"),
     # the points above always come before the run's first write to the index; the ones below may follow it
-    ("after embedding, before the upsert", "indexes.embedder:DenseEmbedder.embed:after:2"),
-    ("after the pending ledger entries", "indexes.vector_index:VectorIndex.put_ledger:after:1"),
-    ("halfway through an upsert", "indexes.vector_index:VectorIndex._upsert:partial:1"),
-    ("between upsert and ledger update", "indexes.vector_index:VectorIndex.upsert:after:1"),
-    ("before deleting stale points", "indexes.vector_index:VectorIndex.delete_chunks_from:before:1"),
-    ("after deleting stale points, before the ledger", "indexes.vector_index:VectorIndex.delete_chunks_from:after:2"),
-    ("between two batches", "indexes.vector_index:VectorIndex.put_ledger:after:2"),
-    ("deleting a removed document, before its ledger entry", "indexes.vector_index:VectorIndex.delete_document:after:1"),
-    ("after the ledger deletions, before the run record", "indexes.vector_index:VectorIndex.delete_ledger:after:1"),
-    ("after the run record, before the index is flushed and closed", "indexes.vector_index:VectorIndex.record_run:after:1"),
+    ("after embedding, before the upsert", "enclave.indexes.embedder:DenseEmbedder.embed:after:2"),
+    ("after the pending ledger entries", "enclave.indexes.sync_ledger:SyncLedger.put:after:1"),
+    ("halfway through an upsert", "enclave.indexes.chunk_store:ChunkStore.upsert:partial:1"),
+    ("between upsert and ledger update", "enclave.indexes.chunk_store:ChunkStore.upsert:after:1"),
+    ("before deleting stale points", "enclave.indexes.chunk_store:ChunkStore.delete_chunks_from:before:1"),
+    ("after deleting stale points, before the ledger", "enclave.indexes.chunk_store:ChunkStore.delete_chunks_from:after:2"),
+    ("between two batches", "enclave.indexes.sync_ledger:SyncLedger.put:after:2"),
+    ("deleting a removed document, before its ledger entry", "enclave.indexes.chunk_store:ChunkStore.delete_document:after:1"),
+    ("after the ledger deletions, before the run record", "enclave.indexes.sync_ledger:SyncLedger.forget:after:1"),
+    ("after the run record, before the index is flushed and closed", "enclave.indexes.sync_ledger:SyncLedger.record_run:after:1"),
 ]
 
 
 BEFORE_ANY_WRITE = 4  # KILL_POINTS[:4] come before the run's first write to the index
 #: the server backend runs these: one after each kind of write (ledger, points, partial points, stale
-#: deletion, document deletion, run record). The write order they test is VectorIndex's, shared with
-#: Edge, which runs every point; six instead of ten keep `make test` inside its 30 minutes.
+#: deletion, document deletion, run record). The write order they test is the chunk store's and the
+#: ledger's, shared with Edge, which runs every point; six instead of ten keep `make test` inside its 30 minutes.
 SERVER_POINTS = (5, 6, 7, 9, 11, 13)
 
 
@@ -107,10 +109,10 @@ class Backend:
         if self.name == "server":
             from qdrant_client import QdrantClient
 
-            from indexes.server_index import ServerIndex
+            from enclave.indexes.server_index import ServerIndex
 
             return ServerIndex(QdrantClient(path=str(self.state(where))), "enclave")
-        from indexes.edge_index import EdgeIndex
+        from enclave.indexes.edge_index import EdgeIndex
 
         return EdgeIndex(self.state(where) / "index" / "enclave")
 
@@ -133,11 +135,13 @@ def _snapshot(backend: Backend, where: Path) -> dict:
     index = backend.open(where)
     try:
         points = {}
-        for pid, payload in index.points("chunks"):
+        store = ChunkStore(index)
+        for pid, payload in store.points():
             kept = {k: v for k, v in payload.items() if k != "ingested_at"}
             points[pid] = hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
-        chunk_numbers = Counter((p["doc_id"], p["chunk"]) for _, p in index.points("chunks"))
-        ledger = {sid: (e.version, e.content_hash, e.chunks, e.status, e.reason) for sid, e in index.ledger(SOURCE).items()}
+        chunk_numbers = Counter((p["doc_id"], p["chunk"]) for _, p in store.points())
+        ledger = {doc_id: (e.version, e.content_hash, e.chunks, e.status, e.reason)
+                  for doc_id, e in SyncLedger(index).entries(SOURCE).items()}
     finally:
         index.close()
     return {"points": points, "ledger": ledger, "chunk_numbers": chunk_numbers}

@@ -12,15 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from e2e_server import enclave_server
 from openai import OpenAI
 
+from enclave.flows import IngestReport, index_path, ingest
+from enclave.indexes import ChunkStore, EdgeIndex, SyncLedger
+from enclave.server.authentication import api_key_hash
 from enclave.settings import ApiKeySettings, AuthSettings, ServerSettings, Settings, SourceSettings
-from flows.ingest import IngestReport, ingest
-from flows.components import Resources, index_path
-from indexes.edge_index import EdgeIndex
-from server.authentication import api_key_hash
-
-from e2e_server import enclave_server
 
 pytestmark = pytest.mark.e2e
 
@@ -43,13 +41,15 @@ def example_docs_setup(corpora, tmp_path_factory, embedder):
     )
     config = root / "enclave.yaml"
     config.write_text(yaml.safe_dump(json.loads(settings.model_dump_json())), encoding="utf-8")
+    # the ingest flow, as a deployment runs it: a settings file, the index opened and closed by the run
+    first, extras_first = ingest(config_file=str(config))
+    second, extras_second = ingest(config_file=str(config))
     index = EdgeIndex(index_path(settings), embedder.dimension)
     try:
-        first, extras_first = ingest(settings=settings, resources=Resources(embedder=embedder, index=index))
-        second, extras_second = ingest(settings=settings, resources=Resources(embedder=embedder, index=index))
-        ledger = index.ledger(SOURCE)
-        points = index.count(source=SOURCE)
-        extras = (extras_first, extras_second, index.ledger(EXTRAS), index.count(source=EXTRAS), index.runs(EXTRAS))
+        store, sync = ChunkStore(index), SyncLedger(index)
+        ledger = sync.entries(SOURCE)
+        points = store.count(source=SOURCE)
+        extras = (extras_first, extras_second, sync.entries(EXTRAS), store.count(source=EXTRAS), sync.runs(EXTRAS))
     finally:
         index.close()
     return settings, config, first, second, ledger, points, extras
@@ -67,7 +67,7 @@ def _files(corpora: Path, source: str = SOURCE) -> set[str]:
 def test_every_file_is_indexed_or_has_a_reason(example_docs_setup, corpora):
     _, _, first, _, ledger, points, _ = example_docs_setup
     first: IngestReport
-    by_id = {o.source_id: o for o in first.outcomes}
+    by_id = {o.doc_id: o for o in first.outcomes}
     assert len(by_id) == len(first.outcomes), "a document was reported twice"
     assert set(by_id) == _files(corpora)
     for outcome in first.outcomes:
@@ -75,7 +75,7 @@ def test_every_file_is_indexed_or_has_a_reason(example_docs_setup, corpora):
         if outcome.status == "indexed":
             assert outcome.chunks > 0, outcome
         else:
-            assert outcome.reason, f"{outcome.source_id} {outcome.status} without a reason"
+            assert outcome.reason, f"{outcome.doc_id} {outcome.status} without a reason"
     counts = first.counts()
     assert counts["indexed"] >= 150, counts
     # the ledger agrees with the report and the index holds exactly the ledger's chunks
@@ -89,11 +89,11 @@ def test_every_file_is_indexed_or_has_a_reason(example_docs_setup, corpora):
 
 def test_parser_extras_every_file_is_accounted_for(example_docs_setup, corpora):
     *_, (first, second, ledger, points, runs) = example_docs_setup
-    by_id = {o.source_id: o for o in first.outcomes}
+    by_id = {o.doc_id: o for o in first.outcomes}
     assert set(by_id) == _files(corpora, EXTRAS) and len(by_id) == len(first.outcomes)
     for outcome in first.outcomes:
         assert outcome.status in {"indexed", "skipped", "failed"}, outcome
-        assert outcome.status == "indexed" or outcome.reason, f"{outcome.source_id} {outcome.status} without a reason"
+        assert outcome.status == "indexed" or outcome.reason, f"{outcome.doc_id} {outcome.status} without a reason"
     assert set(ledger) == set(by_id) and sum(e.chunks for e in ledger.values()) == points == first.chunks_embedded
     # a PDF that needs a user password fails as encrypted; one with an empty password is read
     for name in ("pypdf-resources/encryption/r4-user-password.pdf", "pypdf-resources/libreoffice-writer-password.pdf",

@@ -22,7 +22,6 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-
 from prefect_server import prefect_command, server_environment, stop_process_group
 
 pytestmark = pytest.mark.e2e
@@ -98,7 +97,7 @@ def scheduled_run(tmp_path_factory, prefect_api) -> ScheduledRun:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from indexes.edge_index import EdgeIndex
+    from enclave.indexes import ChunkStore, EdgeIndex, SyncLedger
 
     root = tmp_path_factory.mktemp("prefect-server")
     home, data_dir = root / "prefect-home", root / "data"
@@ -134,7 +133,7 @@ def scheduled_run(tmp_path_factory, prefect_api) -> ScheduledRun:
 
     index = EdgeIndex(data_dir / "index" / "enclave", 384)
     try:
-        points, ledger = index.count(source=SOURCE), index.ledger(SOURCE)
+        points, ledger = ChunkStore(index).count(source=SOURCE), SyncLedger(index).entries(SOURCE)
     finally:
         index.close()
     return ScheduledRun(deployment, flow_run, artifacts, points, ledger, _tail(worker_log), yaml_before, yaml_after)
@@ -182,7 +181,7 @@ def _files(folder: Path) -> set[str]:
 
 def test_prefect_yaml_deploys_the_source_with_its_schedule(scheduled_run):
     deployment = scheduled_run.deployment
-    assert deployment.entrypoint == "flows/ingest.py:ingest"
+    assert deployment.entrypoint == "enclave.flows.ingest_flow.ingest"
     assert deployment.parameters == {"source": SOURCE, "config_file": "examples/enclave.yaml"}
     assert deployment.work_pool_name == WORK_POOL
     assert [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules] == [("0 * * * *", "UTC")]

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from e2e_server import enclave_server
 
-from server.authentication import api_key_hash
+from enclave.server.authentication import api_key_hash
 
 KEY = "enc-e2e-serve-during-ingest"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from settings_files import write_settings
 
-from flows.answer import answer, cited_numbers
-from flows.components import Resources
+from enclave.flows import answer, cited_numbers
 
 QUESTIONS_FILE = Path(__file__).resolve().parents[2] / "examples" / "questions.yaml"
 QUESTIONS = yaml.safe_load(QUESTIONS_FILE.read_text(encoding="utf-8"))
@@ -34,12 +34,16 @@ def test_cited_numbers_ignores_out_of_range_and_repeats():
     assert cited_numbers("no markers", passages=3) == []
 
 
-def test_answer_flow_answers_a_batch(halvard_pipeline, halvard_settings):
-    answers = answer(
-        ["How long is the standard warranty?", "What is the minimum length for a password?"],
-        settings=halvard_settings,
-        resources=Resources(embedder=halvard_pipeline.retriever.embedder, index=halvard_pipeline.index),
-    )
+def test_answer_flow_answers_a_batch(halvard_settings, tmp_path, embedder):
+    # the session's index is held open by its pipeline; the flow opens its own copy of the settings' index
+    from enclave.flows import IngestPipeline
+
+    settings = halvard_settings.model_copy(update={"data_dir": tmp_path / "data",
+                                                   "sources": halvard_settings.sources[:1]})
+    with IngestPipeline.from_settings(settings, embedder=embedder) as pipeline:
+        pipeline.run("halvard")
+    answers = answer(["How long is the standard warranty?", "What is the minimum length for a password?"],
+                     groups=["everyone"], config_file=write_settings(settings, tmp_path))
     assert [a.question for a in answers] == ["How long is the standard warranty?",
                                              "What is the minimum length for a password?"]
     assert "36" in answers[0].text and "14 characters" in answers[1].text

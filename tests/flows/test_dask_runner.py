@@ -7,11 +7,11 @@ import hashlib
 import json
 
 import pytest
+from settings_files import write_settings
 
+from enclave.flows import index_path, ingest, ingest_with_runner
+from enclave.indexes import ChunkStore, EdgeIndex, SyncLedger
 from enclave.settings import Settings, SourceSettings
-from flows.components import Resources, index_path
-from flows.ingest import ingest, ingest_with_runner
-from indexes.edge_index import EdgeIndex
 
 pytest.importorskip("prefect_dask", reason="the dask extra (prefect-dask) is not installed")
 
@@ -19,13 +19,16 @@ pytest.importorskip("prefect_dask", reason="the dask extra (prefect-dask) is not
 def _snapshot(index: EdgeIndex) -> tuple[dict, dict]:
     points = {
         pid: hashlib.sha256(json.dumps({k: v for k, v in p.items() if k != "ingested_at"}, sort_keys=True).encode()).hexdigest()
-        for pid, p in index.points("chunks")
+        for pid, p in ChunkStore(index).points()
     }
-    ledger = {sid: (e.version, e.content_hash, e.chunks, e.status, e.reason) for sid, e in index.ledger().items()}
+    ledger = {doc_id: (e.version, e.content_hash, e.chunks, e.status, e.reason)
+              for doc_id, e in SyncLedger(index).entries().items()}
     return points, ledger
 
 
 def test_dask_runner_builds_the_same_index_as_the_default_runner(tmp_path, examples, embedder):
+    # the flow runs from a settings file; Dask workers get the picklable ComponentSpec, never the process's
+    # components, and build their own parser, chunker and embedders once
     def settings(name: str, runner: str) -> Settings:
         return Settings(
             data_dir=tmp_path / name,
@@ -38,9 +41,9 @@ def test_dask_runner_builds_the_same_index_as_the_default_runner(tmp_path, examp
         s = settings(name, runner)
         flow = ingest_with_runner(s)
         assert (flow is ingest) == (runner == "threads")
+        [report] = flow(config_file=write_settings(s, tmp_path / name))
         index = EdgeIndex(index_path(s), embedder.dimension)
         try:
-            [report] = flow(settings=s, resources=Resources(embedder=embedder, index=index))
             results[name] = (report, _snapshot(index))
         finally:
             index.close()

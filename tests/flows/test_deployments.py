@@ -33,7 +33,7 @@ def test_one_deployment_per_configured_source(spec):
     by_name = {d["name"]: d for d in spec["deployments"]}
     for source in settings.sources:
         deployment = by_name[f"ingest-{source.name}"]
-        assert deployment["entrypoint"] == "flows/ingest.py:ingest"
+        assert deployment["entrypoint"] == "enclave.flows.ingest_flow.ingest"
         assert deployment["parameters"] == {"source": source.name, "config_file": CONFIG}
         assert deployment["work_pool"]["name"] == WORK_POOL
         schedules = deployment.get("schedules") or []

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from settings_files import write_settings
 
-from connectors.beir import BeirCorpusConnector, DatasetError, read_qrels
+from enclave.connectors.beir import BeirCorpusConnector, DatasetError, read_qrels
+from enclave.flows import evaluate, load_dataset
+from enclave.indexes.retrieval_metrics import METRICS
 from enclave.settings import Settings
-from flows.components import Resources
-from flows.evaluate import evaluate, load_dataset
-from indexes.retrieval_metrics import METRICS
 
 CORPUS = {
     "d1": ("Coffee intake and coronary heart disease",
@@ -71,8 +71,8 @@ def _artifact(key: str):
 
 
 def test_beir_dataset_is_scored_in_every_mode_and_reported(beir, tmp_path, embedder):
-    settings = Settings(data_dir=tmp_path / "data")
-    report = evaluate(str(beir), settings=settings, resources=Resources(embedder=embedder), output_dir=str(tmp_path / "out"))
+    config = write_settings(Settings(data_dir=tmp_path / "data"), tmp_path)
+    report = evaluate(str(beir), config_file=config, output_dir=str(tmp_path / "out"))
 
     assert [r.mode for r in report.results] == ["dense", "sparse", "hybrid"]
     assert (report.dataset, report.kind, report.documents, report.chunks) == ("tiny-beir", "beir", 8, 8)
@@ -99,18 +99,17 @@ def test_beir_dataset_is_scored_in_every_mode_and_reported(beir, tmp_path, embed
     assert artifacts and "| hybrid | 1.0000 |" in artifacts[0].data
 
     # the evaluation collection syncs like any ingest: a second run embeds nothing and scores the same
-    again = evaluate(str(beir), modes=["hybrid"], settings=settings, resources=Resources(embedder=embedder),
-                     output_dir=str(tmp_path / "out2"))
+    again = evaluate(str(beir), modes=["hybrid"], config_file=config, output_dir=str(tmp_path / "out2"))
     assert again.chunks_embedded == 0 and again.documents == 8
     assert again.results[0].metrics == hybrid.metrics
     assert (tmp_path / "data" / "index" / "eval-tiny-beir").is_dir()  # its own collection, not the user's
 
 
 def test_qa_file_with_sources_and_with_answers_only(examples, tmp_path, embedder):
-    settings = Settings(data_dir=tmp_path / "data")
+    config = write_settings(Settings(data_dir=tmp_path / "data"), tmp_path)
     questions = examples.parent / "questions.yaml"
-    report = evaluate(str(questions), modes=["dense", "hybrid"], documents=str(examples), settings=settings,
-                      resources=Resources(embedder=embedder), output_dir=str(tmp_path / "out"))
+    report = evaluate(str(questions), modes=["dense", "hybrid"], documents=str(examples), config_file=config,
+                      output_dir=str(tmp_path / "out"))
     cases = yaml.safe_load(questions.read_text())
     assert report.kind == "qa" and report.judged_queries == len(cases) == report.queries
     assert report.documents == 14
@@ -126,8 +125,7 @@ def test_qa_file_with_sources_and_with_answers_only(examples, tmp_path, embedder
     ]}), encoding="utf-8")
     data = load_dataset(answers_only)
     assert data.answers and not data.qrels
-    report = evaluate(str(answers_only), modes=["hybrid"], settings=settings, resources=Resources(embedder=embedder),
-                      output_dir=str(tmp_path / "out2"))
+    report = evaluate(str(answers_only), modes=["hybrid"], config_file=config, output_dir=str(tmp_path / "out2"))
     assert report.judged_queries == 2  # the third answer occurs nowhere: it cannot be judged
     assert report.results[0].metrics["hit@5"] == 1.0, report.results[0].ndcg_by_query
 
@@ -152,6 +150,6 @@ def test_bad_datasets_get_clear_errors(beir, tmp_path, examples):
         load_dataset(beir, split="dev")
     (beir / "corpus.jsonl").write_text('{"_id": "d1", "text": "ok"}\nnot json\n', encoding="utf-8")
     with pytest.raises(DatasetError, match=r"corpus.jsonl:2: not JSON"):
-        list(BeirCorpusConnector("tiny", beir).run())
+        list(BeirCorpusConnector("tiny", beir).list_documents())
     with pytest.raises(ValueError, match="unknown retrieval modes"):
-        evaluate(str(beir), modes=["dense", "fuzzy"], settings=Settings(data_dir=tmp_path / "data"))
+        evaluate(str(beir), modes=["dense", "fuzzy"], config_file=write_settings(Settings(data_dir=tmp_path / "data"), tmp_path))

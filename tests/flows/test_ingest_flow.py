@@ -1,162 +1,97 @@
-"""Incremental sync of the ingest flow on a small folder that changes between runs."""
+"""The ingest flows: JSON-able parameters only (a settings file, source names, a folder), the pipeline run
+inside a Prefect flow run, the ``ingest-report`` artifact, and ``ingest_source`` inside a flow of one's own."""
 
 from __future__ import annotations
 
-import os
+import asyncio
+import json
 
 import pytest
+from prefect import flow
+from settings_files import write_settings
 
+from enclave.flows import ProgressKind, index_path, ingest, ingest_source, reporting_progress
+from enclave.indexes import ChunkStore, EdgeIndex, SyncLedger
 from enclave.settings import Settings, SourceSettings
-from flows.ingest import ingest
-from flows.components import Resources, index_path
-from indexes.chunker import point_id
-from indexes.edge_index import EdgeIndex
-from indexes.server_index import ServerIndex
-from qdrant_client import QdrantClient
-
-# qdrant-client's local mode warns that payload indexes are no-ops there; the server honours them
-pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
-
-LONG = "\n\n".join(f"Paragraph {i}: " + " ".join(f"word{i}x{j}" for j in range(120)) for i in range(12))
 
 
-@pytest.fixture(params=["edge", "server"])
-def folder_and_index(request, tmp_path, embedder):
-    """A small folder and an index on each backend (qdrant-client's in-memory mode stands in for a server)."""
+@pytest.fixture
+def config(tmp_path) -> tuple[str, Settings]:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Alpha\n\nThe alpha team ships sensors on Tuesdays.\n", encoding="utf-8")
-    (docs / "long.md").write_text("# Long\n\n" + LONG, encoding="utf-8")
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     settings = Settings(data_dir=tmp_path / "data", sources=[SourceSettings(name="docs", path=docs, groups=["g"])])
-    if request.param == "server":
-        index = ServerIndex(QdrantClient(":memory:"), "enclave", embedder.dimension)
-    else:
-        index = EdgeIndex(index_path(settings), embedder.dimension)
-    yield docs, settings, index
-    index.close()
+    return write_settings(settings, tmp_path), settings
 
 
-def _run(settings, index, embedder):
-    [report] = ingest(settings=settings, resources=Resources(embedder=embedder, index=index))
-    return report
+def _artifacts(flow_run_id) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["ingest-report"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+
+    return asyncio.run(read())
 
 
-def _status(report) -> dict[str, str]:
-    return {o.source_id.split(":", 1)[1]: o.status for o in report.outcomes}
+def test_the_flow_syncs_a_source_from_a_settings_file_and_publishes_its_report(config):
+    config_file, settings = config
+    state = ingest(config_file=config_file, return_state=True)
+    [report] = state.result()
+    assert report.source == "docs" and report.counts() == {"indexed": 1, "failed": 1}
+    [artifact] = _artifacts(state.state_details.flow_run_id)
+    [row] = artifact.data if isinstance(artifact.data, list) else json.loads(artifact.data)
+    assert (row["source"], row["indexed"], row["failed"], row["chunks_embedded"]) == ("docs", 1, 1, report.chunks_embedded)
+    assert "docs:broken.pdf: failed" in artifact.description
+    index = EdgeIndex(index_path(settings))  # the run closed the index it opened
+    try:
+        assert ChunkStore(index).count(source="docs") == report.chunks_embedded
+        assert SyncLedger(index).runs("docs")[0].counts == {"indexed": 1, "failed": 1}
+    finally:
+        index.close()
 
 
-def test_sync_follows_the_folder(folder_and_index, embedder):
-    docs, settings, index = folder_and_index
-
-    first = _run(settings, index, embedder)
-    assert _status(first) == {"a.md": "indexed", "long.md": "indexed", "broken.pdf": "failed"}
-    long_chunks = index.count(doc_id="docs:long.md")
-    assert long_chunks > 3
-    assert index.count() == first.chunks_embedded
-
-    # nothing changed: nothing parsed, nothing embedded; the known failure is reported again, not retried
-    second = _run(settings, index, embedder)
-    assert _status(second) == {"a.md": "unchanged", "long.md": "unchanged", "broken.pdf": "failed"}
-    assert second.chunks_embedded == 0
-    [broken] = [o for o in second.outcomes if o.status == "failed"]
-    assert broken.reason == first.problems()[0].reason and broken.detail.startswith("not retried")
-    latest, earlier = index.runs("docs")
-    assert latest.counts == {"unchanged": 2, "failed": 1} and earlier.counts == {"indexed": 2, "failed": 1}
-    assert earlier.chunks_embedded == first.chunks_embedded and latest.started_at >= earlier.finished_at
-
-    # touched but same bytes: the content hash says unchanged, nothing embedded
-    stat = (docs / "a.md").stat()
-    os.utime(docs / "a.md", ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
-    third = _run(settings, index, embedder)
-    assert _status(third)["a.md"] == "unchanged" and third.chunks_embedded == 0
-
-    # the long document shrinks: re-chunked, its stale chunks deleted, ids deterministic
-    (docs / "long.md").write_text("# Long\n\nNow it is short.\n", encoding="utf-8")
-    fourth = _run(settings, index, embedder)
-    assert _status(fourth)["long.md"] == "updated"
-    assert index.chunk_ids("docs:long.md") == {point_id("docs:long.md", 0)}
-
-    # a document disappears: its chunks and ledger entry go
-    (docs / "a.md").unlink()
-    fifth = _run(settings, index, embedder)
-    assert _status(fifth)["a.md"] == "deleted"
-    assert index.count(doc_id="docs:a.md") == 0
-    assert "docs:a.md" not in index.ledger("docs")
-    assert index.count() == sum(e.chunks for e in index.ledger("docs").values())
+def test_parameters_are_json_and_validated(config):
+    config_file, _ = config
+    assert json.loads(json.dumps(ingest.serialize_parameters({"source": "docs", "config_file": config_file}))) == {
+        "source": "docs", "config_file": config_file}
+    assert set(ingest.parameters.properties) == {"source", "path", "config_file", "retry_failed"}
+    assert set(ingest_source.parameters.properties) == {"source", "config_file", "retry_failed"}
 
 
-def test_chunks_get_bm25_vectors_and_their_documents_type_and_date(folder_and_index, embedder):
-    docs, settings, index = folder_and_index
-    _run(settings, index, embedder)
-    from flows.components import build_sparse_embedder
-
-    # found by BM25 alone: the sparse vectors were written with the chunks (a stemmed, rare term)
-    hits = index.search(sparse=build_sparse_embedder(settings).embed_query("sensor shipping"), groups=["g"], limit=5)
-    assert [h.doc_id for h in hits] == ["docs:a.md"]
-    payloads = {payload["doc_id"]: payload for _, payload in index.points("chunks")}
-    modified = (docs / "a.md").stat().st_mtime
-    from datetime import datetime
-
-    assert payloads["docs:a.md"]["doc_type"] == "md"
-    assert datetime.fromisoformat(payloads["docs:a.md"]["modified_at"]).timestamp() == int(modified)
-
-
-def test_a_failure_is_recorded_with_its_reason_and_the_run_goes_on(folder_and_index, embedder):
-    _, settings, index = folder_and_index
-    report = _run(settings, index, embedder)
-    [broken] = [o for o in report.outcomes if o.source_id.endswith("broken.pdf")]
-    assert broken.status == "failed" and broken.reason and broken.detail
-    assert index.ledger("docs")["docs:broken.pdf"].status == "failed"
-    assert report.counts()["indexed"] == 2
-
-
-def test_retry_failed_parses_known_failures_again(folder_and_index, embedder):
-    docs, settings, index = folder_and_index
-    _run(settings, index, embedder)
-    (docs / "broken.pdf").unlink()
-    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 still not a pdf")  # new bytes, but we force a retry anyway
-    [report] = ingest(settings=settings, resources=Resources(embedder=embedder, index=index), retry_failed=True)
-    [broken] = [o for o in report.outcomes if o.source_id.endswith("broken.pdf")]
-    assert broken.status == "failed" and not broken.detail.startswith("not retried")
-
-
-def test_a_new_document_is_pending_in_the_ledger_before_its_points_exist(folder_and_index, embedder, monkeypatch):
-    # a crash between upsert and ledger update must not leave points the ledger does not know of
-    docs, settings, index = folder_and_index
-    seen = []
-    real_upsert = type(index).upsert
-
-    def watching_upsert(self, nodes, vectors, sparse=None):
-        seen.append({sid: e.status for sid, e in self.ledger("docs").items()})
-        return real_upsert(self, nodes, vectors, sparse)
-
-    monkeypatch.setattr(type(index), "upsert", watching_upsert)
-    _run(settings, index, embedder)
-    assert seen and seen[0]["docs:a.md"] == "pending" and seen[0]["docs:long.md"] == "pending"
-    assert {e.status for e in index.ledger("docs").values()} == {"indexed", "failed"}
-
-
-def test_unknown_source_and_missing_folder_raise(folder_and_index, embedder, tmp_path):
-    _, settings, index = folder_and_index
+def test_an_unknown_source_and_a_missing_folder_raise(config, tmp_path):
+    config_file, _ = config
     with pytest.raises(KeyError, match="no source named 'nope'"):
-        ingest(source="nope", settings=settings, resources=Resources(embedder=embedder, index=index))
+        ingest(source="nope", config_file=config_file)
     with pytest.raises(FileNotFoundError):
-        ingest(path=str(tmp_path / "missing"), settings=settings, resources=Resources(embedder=embedder, index=index))
+        ingest(path=str(tmp_path / "missing"), config_file=config_file)
 
 
-def test_path_ingest_names_the_source_after_the_folder(folder_and_index, embedder, tmp_path):
-    _, settings, index = folder_and_index
+def test_a_folder_is_an_ad_hoc_source_named_after_it(config, tmp_path):
+    config_file, _ = config
     other = tmp_path / "Other Folder"
     other.mkdir()
     (other / "note.txt").write_text("A note about calibration intervals of twelve months.", encoding="utf-8")
-    [report] = ingest(path=str(other), settings=settings, resources=Resources(embedder=embedder, index=index))
+    [report] = ingest(path=str(other), config_file=config_file)
     assert report.source == "Other-Folder"
-    assert _status(report) == {"note.txt": "indexed"}
+    assert {o.doc_id: str(o.status) for o in report.outcomes} == {"Other-Folder:note.txt": "indexed"}
 
 
-def test_prefect_records_resources_as_a_placeholder(folder_and_index, embedder):
-    # Prefect stores flow parameters with the run; an embedder walked field by field would be its tensors
-    _, _, index = folder_and_index
-    stored = ingest.serialize_parameters({"resources": Resources(embedder=embedder, index=index)})
-    assert stored == {"resources": "<Resources>"}
+def test_ingest_source_in_a_flow_of_ones_own_reports_progress_to_the_caller(config):
+    config_file, _ = config
+    events = []
+
+    @flow
+    def nightly(config_file: str) -> dict[str, int]:
+        return ingest_source("docs", config_file=config_file).counts()
+
+    with reporting_progress(events.append):
+        first = nightly(config_file)
+    second = nightly(config_file)  # outside the block: nobody is told
+    assert first == {"indexed": 1, "failed": 1} and second == {"unchanged": 1, "failed": 1}
+    assert sum(e.amount for e in events if e.kind == ProgressKind.PLANNED) == 2
+    assert sum(e.amount for e in events if e.kind == ProgressKind.DOCUMENTS) == 2
+    assert sum(e.amount for e in events if e.kind == ProgressKind.CHUNKS) >= 1

@@ -7,9 +7,9 @@ import re
 
 import pytest
 from llama_index.core import Document
-from llama_index.core.schema import NodeRelationship
 
-from indexes.chunker import MarkdownChunker, point_id
+from enclave.contracts import Chunk, point_id
+from enclave.indexes.chunker import MarkdownChunker
 
 # every section draws its words from its own vocabulary, so a chunk mixing two sections shows
 VOCAB = {
@@ -82,26 +82,27 @@ def test_no_text_is_lost(chunks, document: Document) -> None:
 
 
 def test_sections_never_mix(chunks) -> None:
-    assert [n.metadata["section"] for n in chunks][0] == "Guide"
-    assert {n.metadata["section"] for n in chunks} == set(VOCAB)
+    assert [n.section for n in chunks][0] == "Guide"
+    assert {n.section for n in chunks} == set(VOCAB)
     for node in chunks:
-        section = node.metadata["section"]
+        section = node.section
         allowed = set(VOCAB[section].split()) | HEADING_WORDS
         words = set(re.findall(r"[a-z]+", node.text.lower()))
         foreign = {w for w in words - allowed if not re.fullmatch(r"x+", w) or section != "Guide > Data"}
         assert not foreign, (section, foreign, node.text[:120])
     # sections come in document order, each in one run
-    order = [n.metadata["section"] for n in chunks]
+    order = [n.section for n in chunks]
     runs = [s for i, s in enumerate(order) if i == 0 or order[i - 1] != s]
     assert runs == list(VOCAB)
 
 
 def test_heading_only_sections_merge_into_the_next(chunks) -> None:
-    options = [n for n in chunks if n.metadata["section"] == "Guide > Configure > Options"]
+    options = [n for n in chunks if n.section == "Guide > Configure > Options"]
     assert options
     first = options[0].text
     assert first.startswith("## Configure\n### Empty\n### Options")
-    assert set(re.findall(r"[a-z]+", first.split("### Options", 1)[1].lower())) <= set(VOCAB["Guide > Configure > Options"].split())
+    options = set(VOCAB["Guide > Configure > Options"].split())
+    assert set(re.findall(r"[a-z]+", first.split("### Options", 1)[1].lower())) <= options
     # no chunk holds nothing but headings
     for node in chunks:
         body = [line for line in node.text.splitlines() if line.strip() and not line.startswith("#")]
@@ -109,21 +110,21 @@ def test_heading_only_sections_merge_into_the_next(chunks) -> None:
 
 
 def test_ids_numbers_and_metadata(chunks) -> None:
-    assert [n.metadata["chunk"] for n in chunks] == list(range(len(chunks)))
-    assert [n.node_id for n in chunks] == [point_id(DOC_ID, i) for i in range(len(chunks))]
-    assert len({n.node_id for n in chunks}) == len(chunks)
+    assert all(isinstance(n, Chunk) for n in chunks)
+    assert [n.chunk for n in chunks] == list(range(len(chunks)))
+    assert [n.id for n in chunks] == [point_id(DOC_ID, i) for i in range(len(chunks))]
+    assert len({n.id for n in chunks}) == len(chunks)
     for node in chunks:
-        assert {k: node.metadata[k] for k in METADATA} == METADATA
-        assert set(node.metadata) == set(METADATA) | {"section", "chunk"}
-        assert node.ref_doc_id == DOC_ID
-        assert node.relationships[NodeRelationship.SOURCE].node_id == DOC_ID
+        assert (node.doc_id, node.source, node.title, node.uri, node.groups, node.classification, node.content_hash) == (
+            DOC_ID, METADATA["source"], METADATA["title"], METADATA["uri"], tuple(METADATA["groups"]),
+            METADATA["classification"], METADATA["content_hash"])
 
 
 def test_deterministic_across_runs(embedder, chunks) -> None:
     again = MarkdownChunker(tokenizer=embedder, max_tokens=embedder.max_tokens).run(
         Document(id_=DOC_ID, text=_long_markdown(), metadata=dict(METADATA))
     )
-    assert [(n.node_id, n.text, n.metadata) for n in again] == [(n.node_id, n.text, n.metadata) for n in chunks]
+    assert again == chunks
 
 
 def test_point_id_is_uuid5_of_doc_and_number() -> None:
@@ -191,7 +192,7 @@ def test_default_chunk_tokens_is_max_tokens() -> None:
 def test_section_paths_and_trailing_heading() -> None:
     text = "# Handbook\n## Leave\n### Carry-over\nFive days carry over.\n## Sick\nCall in.\n## Appendix\n"
     nodes = MarkdownChunker(WhitespaceTokenizer(), max_tokens=100).run(Document(id_="h", text=text))
-    assert [(n.metadata["section"], n.text) for n in nodes] == [
+    assert [(n.section, n.text) for n in nodes] == [
         ("Handbook > Leave > Carry-over", "# Handbook\n## Leave\n### Carry-over\nFive days carry over."),
         ("Handbook > Sick", "## Sick\nCall in."),
         ("Handbook > Appendix", "## Appendix"),
@@ -201,6 +202,6 @@ def test_section_paths_and_trailing_heading() -> None:
 def test_text_without_headings_and_empty_text() -> None:
     chunker = MarkdownChunker(WhitespaceTokenizer(), max_tokens=100)
     [node] = chunker.run(Document(id_="p", text="Just a plain paragraph."))
-    assert node.metadata["section"] == ""
+    assert node.section == ""
     assert node.text == "Just a plain paragraph."
     assert chunker.run(Document(id_="e", text="")) == []

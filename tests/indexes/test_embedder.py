@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexes.embedder import DenseEmbedder, EmbedderError, resolve_model_path
+from enclave.indexes.embedder import DenseEmbedder, EmbedderError, resolve_model_path
 
 
 def test_shape_dtype_and_norm(embedder) -> None:

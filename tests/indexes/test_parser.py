@@ -5,11 +5,14 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import pytest
 
-from connectors import FilesystemConnector, SourceDocument
-from indexes.parser import DocumentParser, ParseError
+from enclave.connectors import FilesystemConnector
+from enclave.contracts import SourceDocument
+from enclave.indexes.parser import DocumentParser, ParseError
 
 MARKDOWN = b"""# Leave policy
 
@@ -34,12 +37,12 @@ def _doc(tmp_path: Path, name: str, data: bytes, **labels) -> SourceDocument:
     path = root / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    docs = {d.source_id: d for d in FilesystemConnector("test", root, **labels).run()}
+    docs = {d.doc_id: d for d in FilesystemConnector("test", root, **labels).list_documents()}
     return docs[f"test:{name}"]
 
 
 def _parse(parser: DocumentParser, doc: SourceDocument):
-    return parser.run(doc, doc.fetch())
+    return parser.run(doc, Path(url2pathname(urlsplit(doc.uri).path)).read_bytes())  # the file the connector listed
 
 
 def test_markdown(parser: DocumentParser, tmp_path: Path) -> None:
@@ -136,7 +139,7 @@ def test_encrypted_pdf_from_corpora(parser: DocumentParser, corpora: Path) -> No
     folder = corpora / "parser-extras" / "pypdf-resources" / "encryption"
     if not (folder / "r4-user-password.pdf").is_file():
         pytest.skip(f"{folder}/r4-user-password.pdf not in this copy of the corpora")
-    docs = {d.title: d for d in FilesystemConnector("pypdf", folder).run()}
+    docs = {d.title: d for d in FilesystemConnector("pypdf", folder).list_documents()}
     with pytest.raises(ParseError) as info:
         _parse(parser, docs["r4-user-password.pdf"])
     assert (info.value.status, info.value.reason) == ("failed", "encrypted")

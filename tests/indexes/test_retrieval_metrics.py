@@ -7,7 +7,7 @@ import math
 import pytest
 import pytrec_eval
 
-from indexes.retrieval_metrics import (
+from enclave.indexes.retrieval_metrics import (
     METRICS,
     hit_at_k,
     mrr_at_k,

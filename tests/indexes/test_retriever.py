@@ -5,13 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
-from indexes.chunker import point_id
-from indexes.edge_index import EdgeIndex
-from indexes.retriever import Retriever
-from indexes.sparse_embedder import Bm25Embedder
-from indexes.vector_index import SearchFilter
+from enclave.contracts import Chunk, point_id
+from enclave.indexes import Bm25Embedder, ChunkStore, EdgeIndex, Retriever, SearchFilter
 
 CHUNKS = {
     "hr:leave.md": ("Employees earn 2.25 days of paid leave each month.", "md", ["everyone"]),
@@ -36,15 +32,16 @@ class CountingEmbedder:
 def retriever(tmp_path: Path, embedder):
     index = EdgeIndex(tmp_path / "index", dimension=embedder.dimension)
     bm25 = Bm25Embedder()
-    nodes = [
-        TextNode(id_=point_id(doc_id, 0), text=text,
-                 metadata={"source": doc_id.split(":")[0], "groups": groups, "doc_type": doc_type, "chunk": 0},
-                 relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc_id)})
+    chunks = [
+        Chunk(id=point_id(doc_id, 0), doc_id=doc_id, chunk=0, text=text, section="", source=doc_id.split(":")[0],
+              title=doc_id, uri=f"file:///{doc_id}", doc_type=doc_type, modified_at="", groups=tuple(groups),
+              classification="internal", content_hash="")
         for doc_id, (text, doc_type, groups) in CHUNKS.items()
     ]
-    texts = [n.get_content() for n in nodes]
-    index.upsert(nodes, embedder.embed(texts), bm25.embed(texts))
-    yield Retriever(CountingEmbedder(embedder), index, top_k=2, sparse_embedder=bm25)
+    texts = [c.text for c in chunks]
+    store = ChunkStore(index)
+    store.upsert(chunks, embedder.embed(texts), bm25.embed(texts))
+    yield Retriever(CountingEmbedder(embedder), store, top_k=2, sparse_embedder=bm25)
     index.close()
 
 
@@ -83,5 +80,5 @@ def test_unknown_mode_and_missing_sparse_embedder_are_refused(retriever, embedde
     with pytest.raises(ValueError, match="unknown retrieval mode 'bm42'"):
         retriever.run("x", ["everyone"], mode="bm42")
     with pytest.raises(ValueError, match="needs a sparse embedder"):
-        Retriever(embedder, retriever.index)  # hybrid by default
-    assert Retriever(embedder, retriever.index, mode="dense").run("paid leave", ["everyone"])[0].doc_id == "hr:leave.md"
+        Retriever(embedder, retriever.store)  # hybrid by default
+    assert Retriever(embedder, retriever.store, mode="dense").run("paid leave", ["everyone"])[0].doc_id == "hr:leave.md"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from indexes.sparse_embedder import Bm25Embedder
+from enclave.indexes.sparse_embedder import Bm25Embedder
 
 
 def _weights(bm25: Bm25Embedder, text: str) -> dict[int, float]:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pytest
 from standins.ollama_server import OllamaStandIn
 
-from llms import GenerationRequest
-from prompts import answer_messages
+from enclave.contracts import GenerationRequest
+from enclave.prompts import answer_messages
 
 MODEL = "llama3.1:8b"
 

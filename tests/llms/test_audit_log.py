@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from llms.audit_log import AuditLog, AuditRecord
+from enclave.llms.audit_log import AuditLog, AuditRecord
 
 
 def _record(n: int, principal: str = "ola", time: str = "2026-11-20T10:00:00+00:00") -> AuditRecord:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from llms.circuit_breaker import CircuitBreaker
+from enclave.llms.circuit_breaker import CircuitBreaker
 
 
 class Clock:

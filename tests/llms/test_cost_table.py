@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llms.cost_table import CostTable, TokenPrice
+from enclave.llms.cost_table import CostTable, TokenPrice
 
 TABLE = CostTable(models={"gpt-4o-mini": TokenPrice(0.15, 0.60), "claude-sonnet": TokenPrice(3.0, 15.0)},
                   local_hourly={"ollama": 1.20})

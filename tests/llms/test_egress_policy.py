@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from enclave.settings import CLASSIFICATIONS
-from llms.egress_policy import EgressPolicy, label_rank
-from llms.egress_policy import (
+from enclave.contracts import Classification
+from enclave.llms.egress_policy import EgressPolicy
+from enclave.llms.egress_policy import (
     OutgoingPassage as Chunk,  # a labelled passage, as a test builds one
 )
 
@@ -20,12 +20,12 @@ def _chunks(labels):
             for i, label in enumerate(labels)]
 
 
-@pytest.mark.parametrize("max_label", CLASSIFICATIONS)
+@pytest.mark.parametrize("max_label", tuple(Classification))
 def test_every_label_combination_keeps_exactly_the_allowed_passages(max_label):
-    for labels in itertools.product(CLASSIFICATIONS, repeat=3):
+    for labels in itertools.product(tuple(Classification), repeat=3):
         chunks = _chunks(labels)
         decision = EgressPolicy(max_label).inspect("q?", [], chunks)
-        allowed = [c for c in chunks if CLASSIFICATIONS.index(c.classification) <= CLASSIFICATIONS.index(max_label)]
+        allowed = [c for c in chunks if Classification.rank(c.classification) <= Classification.rank(max_label)]
         assert decision.sent == tuple(c.id for c in allowed)
         assert set(decision.withheld) == {c.id for c in chunks} - set(decision.sent)
         assert decision.allowed == bool(allowed)
@@ -50,7 +50,7 @@ def test_no_context_at_all_may_leave_as_a_bare_question():
 
 @pytest.mark.parametrize("label", ["", None, "secret", "PUBLIC"])
 def test_missing_or_unknown_labels_count_as_restricted(label):
-    assert label_rank(label) == len(CLASSIFICATIONS) - 1
+    assert Classification.rank(label) == len(Classification) - 1
     decision = EgressPolicy("confidential").inspect("q", [], [Chunk("x", "t", "s", "text", label)])
     assert not decision.allowed and decision.withheld == ("x",)
     assert EgressPolicy("restricted").inspect("q", [], [Chunk("x", "t", "s", "text", label)]).allowed

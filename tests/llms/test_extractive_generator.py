@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from llms import ExtractiveGenerator, GenerationRequest
-from llms.extractive_generator import NO_CONTEXT_ANSWER, NO_MODEL_NOTICE, split_sentences
+from enclave.contracts import GenerationRequest
+from enclave.llms import ExtractiveGenerator
+from enclave.llms.extractive_generator import NO_CONTEXT_ANSWER, NO_MODEL_NOTICE, split_sentences
 
 BULLET = re.compile(r"^- (.+) \[(\d+)\]$")
 

@@ -1,5 +1,5 @@
 """Every fault the route must survive, through the real ``ollama`` and ``openai`` clients against
-stand-in servers on 127.0.0.1: the chain falls back to the next generator with the right reason,
+stand-in servers on 127.0.0.1: the route falls back to the next generator with the right reason,
 within the time limits, and a stream broken after its first pieces is discarded (Restart), so the
 answer is one generator's, whole. ``bench/fallback_faults.py`` prints the same matrix with timings."""
 
@@ -12,18 +12,18 @@ from standins.anthropic_server import AnthropicStandIn
 from standins.ollama_server import OllamaStandIn
 from standins.openai_server import OpenAIStandIn
 
-from llms import ExtractiveGenerator
-from llms.anthropic_generator import AnthropicGenerator
-from llms.egress_policy import EgressPolicy
-from llms.generator_chain import (
+from enclave.llms import BreakerGuard, CircuitBreaker, EgressGuard, ExtractiveGenerator
+from enclave.llms.anthropic_generator import AnthropicGenerator
+from enclave.llms.egress_policy import EgressPolicy
+from enclave.llms.fallback_router import (
     AllGeneratorsFailed,
+    FallbackRouter,
     Finished,
-    GeneratorChain,
     Restart,
     Token,
 )
-from llms.ollama_generator import OllamaGenerator
-from llms.openai_generator import OpenAIGenerator
+from enclave.llms.ollama_generator import OllamaGenerator
+from enclave.llms.openai_generator import OpenAIGenerator
 
 FIRST_TOKEN = 0.5  # seconds: the first-token limit the faulty generators get
 TOTAL = 5.0
@@ -79,7 +79,7 @@ def test_each_fault_falls_back_with_its_reason_in_time(kind, knobs, reason, stre
     with _stand_in(kind) as server:
         for knob, value in knobs.items():
             setattr(server, knob, value)
-        chain = GeneratorChain([_generator(kind, server), ExtractiveGenerator()])
+        chain = FallbackRouter([_generator(kind, server), ExtractiveGenerator()])
         started = time.perf_counter()
         events = list(chain.stream(request_hx400))
         took = time.perf_counter() - started
@@ -99,7 +99,7 @@ def test_each_fault_falls_back_with_its_reason_in_time(kind, knobs, reason, stre
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_healthy_server_streams_the_answer_with_its_token_counts(kind, request_hx400):
     with _stand_in(kind) as server:
-        events = list(GeneratorChain([_generator(kind, server), ExtractiveGenerator()]).stream(request_hx400))
+        events = list(FallbackRouter([_generator(kind, server), ExtractiveGenerator()]).stream(request_hx400))
         [body] = [r if kind == "ollama" else r["body"] for r in server.chat_requests]
     finished = events[-1].generation
     assert finished.generator == kind and finished.text == "The HX-400 is a centrifugal pump rated for 400 litres per minute. [1]"
@@ -113,7 +113,7 @@ def test_a_healthy_server_streams_the_answer_with_its_token_counts(kind, request
 def test_every_generator_failing_names_each_failure_quickly(request_hx400):
     with OllamaStandIn(models=["llama3.1:8b"], fail_status=503) as ollama, \
             OpenAIStandIn(models=["gpt-4o-mini"], stall_before_first_token=3.0) as openai_server:
-        chain = GeneratorChain([_generator("ollama", ollama), _generator("openai", openai_server)])
+        chain = FallbackRouter([_generator("ollama", ollama), _generator("openai", openai_server)])
         started = time.perf_counter()
         with pytest.raises(AllGeneratorsFailed) as failure:
             chain.run(request_hx400)
@@ -126,7 +126,7 @@ def test_every_generator_failing_names_each_failure_quickly(request_hx400):
 def test_a_failing_external_generator_is_skipped_by_its_breaker_then_probed(request_hx400):
     with OpenAIStandIn(models=["gpt-4o-mini"], fail_status=500) as server:
         generator = _generator("openai", server)
-        chain = GeneratorChain([generator, ExtractiveGenerator()], breaker_failures=2, breaker_cooldown=0.3)
+        chain = FallbackRouter([BreakerGuard(generator, CircuitBreaker(failures=2, cooldown=0.3)), ExtractiveGenerator()])
         for _ in range(3):
             chain.run(request_hx400)
         assert len(server.chat_requests) == 2  # the third question did not wait on a server known to fail
@@ -139,9 +139,9 @@ def test_an_external_generator_is_policed_through_the_real_client(request_hx400)
     # request_hx400's passages carry no label: they count as restricted, so nothing may leave
     with OpenAIStandIn(models=["gpt-4o-mini"]) as server:
         external = OpenAIGenerator("gpt-4o-mini", base_url=server.url, api_key="test", first_token_timeout=FIRST_TOKEN)
-        chain = GeneratorChain([external, ExtractiveGenerator()], policies={"openai": EgressPolicy("restricted")})
+        chain = FallbackRouter([EgressGuard(external, EgressPolicy("restricted")), ExtractiveGenerator()])
         assert chain.run(request_hx400).generator == "openai"  # allowed up to restricted: it answers
-        chain = GeneratorChain([external, ExtractiveGenerator()], policies={"openai": EgressPolicy("confidential")})
+        chain = FallbackRouter([EgressGuard(external, EgressPolicy("confidential")), ExtractiveGenerator()])
         generation = chain.run(request_hx400)
         assert generation.generator == "extractive" and generation.attempts[0].error.startswith("not sent")
         assert len(server.chat_requests) == 1  # the refused call never reached the server
@@ -177,7 +177,7 @@ def test_a_connect_timeout_falls_back_in_time(kind, unanswered_port, request_hx4
     generator = _generator(kind, Address)
     generator.connect_timeout = 0.3
     started = time.perf_counter()
-    generation = GeneratorChain([generator, ExtractiveGenerator()]).run(request_hx400)
+    generation = FallbackRouter([generator, ExtractiveGenerator()]).run(request_hx400)
     took = time.perf_counter() - started
     assert generation.generator == "extractive" and "timed out" in generation.attempts[0].error, generation.attempts
     assert took < 2.0
@@ -190,7 +190,7 @@ def test_an_answer_slower_than_the_total_limit_falls_back(kind, request_hx400):
         generator = _generator(kind, server)
         generator.timeout = 1.0
         started = time.perf_counter()
-        events = list(GeneratorChain([generator, ExtractiveGenerator()]).stream(request_hx400))
+        events = list(FallbackRouter([generator, ExtractiveGenerator()]).stream(request_hx400))
         took = time.perf_counter() - started
     generation = events[-1].generation
     assert generation.generator == "extractive" and "no complete answer within 1 s" in generation.attempts[0].error

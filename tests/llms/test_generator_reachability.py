@@ -10,10 +10,10 @@ from standins.anthropic_server import AnthropicStandIn
 from standins.ollama_server import OllamaStandIn
 from standins.openai_server import OpenAIStandIn
 
-from llms.anthropic_generator import AnthropicGenerator
-from llms.extractive_generator import ExtractiveGenerator
-from llms.ollama_generator import OllamaGenerator
-from llms.openai_generator import OpenAIGenerator
+from enclave.llms.anthropic_generator import AnthropicGenerator
+from enclave.llms.extractive_generator import ExtractiveGenerator
+from enclave.llms.ollama_generator import OllamaGenerator
+from enclave.llms.openai_generator import OpenAIGenerator
 
 MODEL = "llama3.1:8b"
 

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from llms import Generation, GeneratorUnavailable, OllamaGenerator
+from enclave.contracts import Generation, GeneratorUnavailable
+from enclave.llms import OllamaGenerator
 
 MODEL = "llama3.1:8b"
 EXPECTED = "The HX-400 is a centrifugal pump rated for 400 litres per minute. [1]"

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from llms import pii_redactor
-from llms.pii_redactor import SUPPORTED_ENTITIES, PiiRedactor, Redaction
+from enclave.llms import pii_redactor
+from enclave.llms.pii_redactor import SUPPORTED_ENTITIES, PiiRedactor, Redaction
 
 
 def fodselsnummer(ddmmyy: str, individual: int) -> str:
@@ -193,4 +193,5 @@ def test_first_use_from_several_threads_builds_one_engine(monkeypatch: pytest.Mo
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(fresh.redact, [text] * 8))
     assert builds == [("en", ("NO",))]
-    assert results == [Redaction("Send it to <EMAIL_ADDRESS> or call <PHONE_NUMBER>.", {"EMAIL_ADDRESS": 1, "PHONE_NUMBER": 1})] * 8
+    expected = Redaction("Send it to <EMAIL_ADDRESS> or call <PHONE_NUMBER>.", {"EMAIL_ADDRESS": 1, "PHONE_NUMBER": 1})
+    assert results == [expected] * 8

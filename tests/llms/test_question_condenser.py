@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from standins.ollama_server import OllamaStandIn
 
-from llms import OllamaGenerator, OpenAIGenerator
-from llms.circuit_breaker import CircuitBreaker
-from llms.question_condenser import QuestionCondenser
+from enclave.llms import BreakerGuard, OllamaGenerator, OpenAIGenerator
+from enclave.llms.circuit_breaker import CircuitBreaker
+from enclave.llms.question_condenser import QuestionCondenser
 
 HISTORY = [{"role": "user", "content": "What is the minimum length for a password?"},
            {"role": "assistant", "content": "14 characters [1]."}]
@@ -29,8 +29,7 @@ def test_a_model_that_fails_or_is_skipped_leaves_the_keywords():
     with OllamaStandIn(models=["llama3.1:8b"]) as server:
         server.fail_status = 500
         breaker = CircuitBreaker(failures=1, cooldown=60)
-        condenser = QuestionCondenser([OllamaGenerator("llama3.1:8b", host=server.url, timeout=5)],
-                                      breakers={"ollama": breaker})
+        condenser = QuestionCondenser([BreakerGuard(OllamaGenerator("llama3.1:8b", host=server.url, timeout=5), breaker)])
         first = condenser.run("Where must it be stored?", HISTORY)
         calls = len(server.chat_requests)
         second = condenser.run("Where must it be stored?", HISTORY)  # the breaker is open now: not asked

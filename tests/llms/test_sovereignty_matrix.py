@@ -14,15 +14,13 @@ import json
 import pytest
 from standins.openai_server import OpenAIStandIn
 
-from enclave.settings import CLASSIFICATIONS
-from llms import ExtractiveGenerator
-from llms.audit_log import AuditLog
-from llms.egress_policy import EgressPolicy
-from llms.generator import GenerationRequest
-from llms.generator_chain import GeneratorChain
-from llms.openai_generator import OpenAIGenerator
-from llms.pii_redactor import PiiRedactor
-from prompts import answer_messages
+from enclave.contracts import Classification, GenerationRequest
+from enclave.llms import EgressGuard, ExtractiveGenerator, FallbackRouter
+from enclave.llms.audit_log import AuditLog
+from enclave.llms.egress_policy import EgressPolicy
+from enclave.llms.openai_generator import OpenAIGenerator
+from enclave.llms.pii_redactor import PiiRedactor
+from enclave.prompts import answer_messages
 
 #: PII planted in every chunk, in the question and in the chat history (valid checksums: these must be caught)
 PII = {
@@ -32,7 +30,7 @@ PII = {
     "CREDIT_CARD": "4111 1111 1111 1111",
     "NO_NATIONAL_ID": "15076500565",
 }
-LABEL_SETS = [combo for n in range(1, 5) for combo in itertools.combinations(CLASSIFICATIONS, n)]
+LABEL_SETS = [combo for n in range(1, 5) for combo in itertools.combinations(tuple(Classification), n)]
 
 
 class Chunk:
@@ -55,22 +53,22 @@ def redactor() -> PiiRedactor:
 
 
 @pytest.mark.parametrize("redact", [True, False], ids=["redaction-on", "redaction-off"])
-@pytest.mark.parametrize("max_label", CLASSIFICATIONS)
+@pytest.mark.parametrize("max_label", tuple(Classification))
 def test_nothing_above_the_label_and_no_pii_ever_reaches_the_external_model(max_label, redact, redactor, tmp_path):
     audit = AuditLog(tmp_path / "audit.jsonl")
     with OpenAIStandIn(models=["gpt-4o-mini"]) as server:
         external = OpenAIGenerator("gpt-4o-mini", base_url=server.url, api_key="test", first_token_timeout=5)
         policy = EgressPolicy(max_label, redactor=redactor if redact else None)
-        chain = GeneratorChain([external, ExtractiveGenerator()], policies={"openai": policy}, audit=audit)
+        router = FallbackRouter([EgressGuard(external, policy, audit=audit), ExtractiveGenerator()])
         for case, labels in enumerate(LABEL_SETS):
             chunks = [Chunk(case, label) for label in labels]
             question = f"What is the HX-400 rated for? Reply to {PII['EMAIL_ADDRESS']} or {PII['PHONE_NUMBER']}."
             history = [{"role": "user", "content": f"My card is {PII['CREDIT_CARD']}, id {PII['NO_NATIONAL_ID']}."}]
             before = len(server.chat_requests)
-            generation = chain.run(GenerationRequest(question, chunks, answer_messages(question, chunks)),
-                                   principal=f"case-{case}", history=history)
+            generation = router.run(GenerationRequest(question, chunks, answer_messages(question, chunks, history),
+                                                      history=history, principal=f"case-{case}"))
 
-            allowed = [c for c in chunks if CLASSIFICATIONS.index(c.classification) <= CLASSIFICATIONS.index(max_label)]
+            allowed = [c for c in chunks if Classification.rank(c.classification) <= Classification.rank(max_label)]
             above = [c for c in chunks if c not in allowed]
             new = server.chat_requests[before:]
             received = "\n".join([r["raw"] for r in new] + [json.dumps(r["body"], ensure_ascii=False) for r in new])
@@ -89,10 +87,10 @@ def test_nothing_above_the_label_and_no_pii_ever_reaches_the_external_model(max_
     records = list(audit.records())
     assert len(records) == len(LABEL_SETS)
     for case, (record, labels) in enumerate(zip(records, LABEL_SETS)):
-        rank = CLASSIFICATIONS.index(max_label)
+        rank = Classification.rank(max_label)
         assert record.principal == f"case-{case}"
-        assert record.chunks_sent == [f"chunk-{case}-{lab}" for lab in labels if CLASSIFICATIONS.index(lab) <= rank]
-        assert record.chunks_withheld == [f"chunk-{case}-{lab}" for lab in labels if CLASSIFICATIONS.index(lab) > rank]
+        assert record.chunks_sent == [f"chunk-{case}-{lab}" for lab in labels if Classification.rank(lab) <= rank]
+        assert record.chunks_withheld == [f"chunk-{case}-{lab}" for lab in labels if Classification.rank(lab) > rank]
         assert record.outcome == ("sent" if record.chunks_sent else "refused")
         if record.outcome == "sent" and redact:
             # question (email, phone) + history (card, id) + every sent chunk (all five) + none in titles

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import jinja2
 import pytest
 
-import prompts.template as template_module
-from prompts import PromptTemplate, answer_messages
+import enclave.prompts.template as template_module
+from enclave.prompts import PromptTemplate, answer_messages
 
 
 @dataclass
@@ -42,7 +42,8 @@ def test_passages_are_numbered_in_order_with_title_and_section() -> None:
     assert "Carry-over —" not in user
     assert "[3] Payroll FAQ — FAQ > Pay" in user
     assert "[4]" not in user
-    positions = [user.index(marker) for marker in ("[1] Leave", "Staff get 25 days", "[2] Carry", "Five unused", "[3] Payroll", "the 25th")]
+    markers = ("[1] Leave", "Staff get 25 days", "[2] Carry", "Five unused", "[3] Payroll", "the 25th")
+    positions = [user.index(marker) for marker in markers]
     assert positions == sorted(positions)
     assert "Question: How many leave days?" in user
     assert user.index("the 25th") < user.index("Question:")

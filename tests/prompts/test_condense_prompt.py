@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from prompts import condense_messages, keyword_question
-from prompts.condense_prompt import condensed_line, without_sources
+from enclave.prompts import condense_messages, keyword_question
+from enclave.prompts.condense_prompt import condensed_line, without_sources
 
 HISTORY = [
     {"role": "user", "content": "What does the IT security policy say about passwords?"},

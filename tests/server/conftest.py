@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from server_auth import server_settings
 
-from server.app import create_app
+from enclave.server.app import create_app
 
 
 @pytest.fixture()

@@ -18,10 +18,17 @@ import secrets
 import pytest
 from fastapi.testclient import TestClient
 
-from enclave.settings import ApiKeySettings, AuthSettings, GeneratorSettings, LimitSettings, ServerSettings, Settings
-from enclave.settings import SourceSettings
-from server.app import create_app
-from server.authentication import api_key_hash
+from enclave.server.app import create_app
+from enclave.server.authentication import api_key_hash
+from enclave.settings import (
+    ApiKeySettings,
+    AuthSettings,
+    GeneratorSettings,
+    LimitSettings,
+    ServerSettings,
+    Settings,
+    SourceSettings,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -71,10 +78,8 @@ def canaries() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def acl_client(tmp_path_factory, embedder, canaries):
-    from flows.answer import AnswerPipeline
-    from flows.components import Resources, index_path
-    from flows.ingest import ingest
-    from indexes.edge_index import EdgeIndex
+    from enclave.flows import AnswerPipeline, IngestPipeline, index_path
+    from enclave.indexes import EdgeIndex
 
     root = tmp_path_factory.mktemp("acl")
     sources = [SourceSettings(name="public", path=root / "public", groups=["everyone"])]
@@ -98,7 +103,8 @@ def acl_client(tmp_path_factory, embedder, canaries):
             limits=LimitSettings(requests_per_minute=None)),
     )
     index = EdgeIndex(index_path(settings), embedder.dimension)
-    reports = ingest(settings=settings, resources=Resources(embedder=embedder, index=index))
+    with IngestPipeline.from_settings(settings, index=index, embedder=embedder) as ingesting:
+        reports = [ingesting.run(source) for source in settings.sources]
     assert all(r.counts().get("failed", 0) == 0 for r in reports)
     pipeline = AnswerPipeline.from_settings(settings, embedder=embedder, index=index)
     with TestClient(create_app(settings, pipeline=pipeline)) as client:

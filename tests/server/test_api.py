@@ -62,7 +62,8 @@ def test_ask_narrows_retrieval_by_the_callers_filter(client):
     assert "14 characters" not in only_pdf.json()["answer"]  # the policy is a .md file: filtered out
     # files are modified when the test copies them, never in 2001
     assert client.post("/v1/ask", json={**question, "filter": {"modified_to": "2001-01-01T00:00:00Z"}}).json()["citations"] == []
-    recent = client.post("/v1/ask", json={**question, "filter": {"modified_from": "2001-01-01T00:00:00Z", "sources": ["halvard"]}})
+    recent = client.post("/v1/ask", json={**question,
+                                          "filter": {"modified_from": "2001-01-01T00:00:00Z", "sources": ["halvard"]}})
     assert any(c["uri"].endswith("/it-security-policy.md") for c in recent.json()["citations"])
     assert client.post("/v1/ask", json={**question, "filter": {"sources": ["nope"]}}).json()["citations"] == []
     bad_range = {"modified_from": "2026-02-01T00:00:00Z", "modified_to": "2026-01-01T00:00:00Z"}
@@ -134,12 +135,12 @@ def test_with_ollama_up_the_answer_comes_from_the_model_with_its_citation(halvar
     from fastapi.testclient import TestClient
     from standins.ollama_server import OllamaStandIn
 
-    from flows.answer import AnswerPipeline
-    from llms import ExtractiveGenerator, GeneratorChain, OllamaGenerator
-    from server.app import create_app
+    from enclave.flows.answer_pipeline import AnswerPipeline
+    from enclave.llms import ExtractiveGenerator, FallbackRouter, OllamaGenerator
+    from enclave.server.app import create_app
 
     with OllamaStandIn(models=["llama3.1:8b"]) as ollama_server:
-        chain = GeneratorChain([OllamaGenerator("llama3.1:8b", host=ollama_server.url, timeout=10), ExtractiveGenerator()])
+        chain = FallbackRouter([OllamaGenerator("llama3.1:8b", host=ollama_server.url, timeout=10), ExtractiveGenerator()])
         pipeline = AnswerPipeline(halvard_pipeline.retriever, chain)
         with TestClient(create_app(server_settings(halvard_settings), pipeline=pipeline)) as client:
             body = client.post("/v1/ask", json={"question": "What is the minimum length for a password?"}).json()

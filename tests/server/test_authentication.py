@@ -12,10 +12,10 @@ from server_auth import KEYS, bearer, server_settings
 from typer.testing import CliRunner
 
 from enclave.cli import app as cli
+from enclave.server.app import create_app
+from enclave.server.authentication import Authenticator, AuthError, api_key_hash
+from enclave.server.rate_limit import RateLimiter
 from enclave.settings import ApiKeySettings, AuthSettings, LimitSettings
-from server.app import create_app
-from server.authentication import Authenticator, AuthError, api_key_hash
-from server.rate_limit import RateLimiter
 
 CANARY = "CANARY-BOARD-7731"
 ASK = {"question": "What do the board minutes say about the paid leave accrual?", "top_k": 10}

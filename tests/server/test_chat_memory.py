@@ -7,10 +7,10 @@ from fastapi.testclient import TestClient
 from server_auth import bearer, server_settings
 from standins.ollama_server import OllamaStandIn
 
-from flows.answer import AnswerPipeline
-from llms import ExtractiveGenerator, GeneratorChain, OllamaGenerator
-from llms.question_condenser import QuestionCondenser
-from server.app import create_app
+from enclave.flows.answer_pipeline import AnswerPipeline
+from enclave.llms import ExtractiveGenerator, FallbackRouter, OllamaGenerator
+from enclave.llms.question_condenser import QuestionCondenser
+from enclave.server.app import create_app
 
 FIRST = "Where is the Tromsø office?"
 HISTORY = [{"role": "user", "content": FIRST},
@@ -20,7 +20,7 @@ HISTORY = [{"role": "user", "content": FIRST},
 def test_the_local_model_condenses_a_follow_up_before_retrieval(halvard_settings, halvard_pipeline):
     with OllamaStandIn(models=["llama3.1:8b"]) as ollama:
         generator = OllamaGenerator("llama3.1:8b", host=ollama.url, timeout=10)
-        chain = GeneratorChain([generator, ExtractiveGenerator()])
+        chain = FallbackRouter([generator, ExtractiveGenerator()])
         pipeline = AnswerPipeline(halvard_pipeline.retriever, chain, condenser=QuestionCondenser([generator]))
         with TestClient(create_app(server_settings(halvard_settings), pipeline=pipeline)) as client:
             native = client.post("/v1/ask", json={"question": "What are its opening hours?", "history": HISTORY},

@@ -51,14 +51,14 @@ def chat_server(halvard_settings, halvard_pipeline) -> Iterator[tuple[str, list[
     from server_auth import server_settings
     from standins.ollama_server import OllamaStandIn
 
-    from flows.answer import AnswerPipeline
-    from llms import ExtractiveGenerator, GeneratorChain, OllamaGenerator
-    from server.app import create_app
+    from enclave.flows.answer_pipeline import AnswerPipeline
+    from enclave.llms import ExtractiveGenerator, FallbackRouter, OllamaGenerator
+    from enclave.server.app import create_app
 
     settings = server_settings(halvard_settings, keys={"page-tester": (API_KEY, ["everyone"])}, anonymous=False)
     seen: list[str | None] = []
     with OllamaStandIn(models=["llama3.1:8b"], token_seconds=0.05) as ollama_server:
-        chain = GeneratorChain([OllamaGenerator("llama3.1:8b", host=ollama_server.url, timeout=10), ExtractiveGenerator()])
+        chain = FallbackRouter([OllamaGenerator("llama3.1:8b", host=ollama_server.url, timeout=10), ExtractiveGenerator()])
         app = create_app(settings, pipeline=AnswerPipeline(halvard_pipeline.retriever, chain))
         app.add_middleware(AuthorizationLog, seen=seen)
         with serving(app) as url:

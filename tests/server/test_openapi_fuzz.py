@@ -27,7 +27,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.python.asgi import shutdown_lifespans
 from server_auth import KEYS, server_settings
 
-from server.app import create_app
+from enclave.server.app import create_app
 
 EXAMPLES = int(os.environ.get("ENCLAVE_FUZZ_EXAMPLES", "25"))
 OPERATIONS = ["GET /healthz", "GET /readyz", "GET /v1/models", "POST /v1/ask", "POST /v1/retrieve",

@@ -16,18 +16,19 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from standins.ollama_server import OllamaStandIn
 
-from flows.answer import AnswerPipeline
-from indexes.edge_index import EdgeIndex
-from llms.cost_table import CostTable
-from llms.egress_policy import EgressPolicy
-from llms.extractive_generator import ExtractiveGenerator
-from llms.generator import Attempt
-from llms.generator_chain import AllGeneratorsFailed, GeneratorChain
-from llms.ollama_generator import OllamaGenerator
-from llms.openai_generator import OpenAIGenerator
-from server.app import create_app
-from server.metrics import ServerMetrics, fallback_reason, install_metrics
-from server.readiness import ReadinessProbe
+from enclave.contracts import Attempt, AttemptOutcome
+from enclave.flows.answer_pipeline import AnswerPipeline
+from enclave.indexes import ChunkStore, EdgeIndex
+from enclave.llms import EgressGuard
+from enclave.llms.cost_table import CostTable
+from enclave.llms.egress_policy import EgressPolicy
+from enclave.llms.extractive_generator import ExtractiveGenerator
+from enclave.llms.fallback_router import AllGeneratorsFailed, FallbackRouter
+from enclave.llms.ollama_generator import OllamaGenerator
+from enclave.llms.openai_generator import OpenAIGenerator
+from enclave.server.app import create_app
+from enclave.server.metrics import ServerMetrics, install_metrics
+from enclave.server.readiness import ReadinessProbe
 
 MODEL = "llama3.1:8b"
 QUESTION = "What is the minimum length for a password?"
@@ -46,9 +47,9 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def pipeline_over(halvard_pipeline, *generators, **chain_options) -> AnswerPipeline:
+def pipeline_over(halvard_pipeline, *generators, **route_options) -> AnswerPipeline:
     """The session's index and retriever with another route."""
-    return AnswerPipeline(halvard_pipeline.retriever, GeneratorChain(list(generators), **chain_options))
+    return AnswerPipeline(halvard_pipeline.retriever, FallbackRouter(list(generators), **route_options))
 
 
 # -- /readyz ----------------------------------------------------------------------------------------------------------
@@ -96,7 +97,7 @@ def test_ollama_alone_on_the_route_decides_readiness_and_is_asked_once_per_cache
 def test_not_ready_when_the_index_fails(client, halvard_pipeline, tmp_path):
     closed = EdgeIndex(tmp_path / "closed", 8)
     closed.close()
-    client.app.state.pipeline = SimpleNamespace(index=closed, chain=halvard_pipeline.chain)
+    client.app.state.pipeline = SimpleNamespace(store=ChunkStore(closed), router=halvard_pipeline.router)
     response = client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
@@ -108,7 +109,7 @@ def test_not_ready_when_the_index_fails(client, halvard_pipeline, tmp_path):
         def count(self):
             raise ConnectionError("qdrant at 10.0.0.7:6333 refused the connection")
 
-    client.app.state.pipeline = SimpleNamespace(index=BrokenIndex(), chain=halvard_pipeline.chain)
+    client.app.state.pipeline = SimpleNamespace(store=BrokenIndex(), router=halvard_pipeline.router)
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["index"] == "unreachable: ConnectionError: qdrant at 10.0.0.7:6333 refused the connection"
@@ -129,17 +130,20 @@ def test_a_hanging_check_is_cut_at_the_timeout_and_a_raising_one_is_reported():
         def reachable(self, timeout):
             raise RuntimeError("bug")
 
-    class NoCheck:
+    class Reachable:
         name = "custom"
+
+        def reachable(self, timeout):
+            return None
 
     index = SimpleNamespace(count=lambda: 3)
     started = time.monotonic()
-    readiness = ReadinessProbe(timeout=0.2).check(index, [Hanging(), Raising(), NoCheck()])
+    readiness = ReadinessProbe(timeout=0.2).check(index, [Hanging(), Raising(), Reachable()])
     release.set()
     assert time.monotonic() - started < 2.0
     assert readiness.generators == {"hanging": "unreachable: no answer within 0.2 s",
                                     "raising": "unreachable: RuntimeError: bug", "custom": "ok"}
-    assert readiness.ready  # the generator without a check counts as reachable
+    assert readiness.ready  # one reachable generator is enough
 
 
 # -- /metrics ---------------------------------------------------------------------------------------------------------
@@ -174,8 +178,8 @@ def test_an_extractive_answer_records_the_fallback_from_ollama(client, halvard_p
     (ollama, extractive) = answer.attempts
     assert ollama.generator == "ollama" and ollama.error and extractive.error == ""
     # Ollama is down: refused, or (after repeated refusals in this session's shared pipeline) skipped by its breaker
-    reason = fallback_reason(ollama.error)
-    assert reason in ("failed", "skipped")
+    reason = str(ollama.outcome)
+    assert ollama.outcome in (AttemptOutcome.FAILED, AttemptOutcome.SKIPPED)
 
     client.app.state.metrics.record_answer(answer)
     samples = scrape(client)
@@ -210,16 +214,17 @@ def test_an_ollama_answer_records_its_tokens_and_cost(client, halvard_pipeline):
 
 def test_a_withheld_request_and_no_answer_are_recorded(client, halvard_pipeline):
     # the halvard documents are "internal"; this route lets only "public" context leave: nothing is sent
-    pipeline = pipeline_over(halvard_pipeline, OpenAIGenerator("gpt-4o-mini", base_url="http://127.0.0.1:9/v1"),
-                             policies={"openai": EgressPolicy("public")})
+    pipeline = pipeline_over(halvard_pipeline, EgressGuard(OpenAIGenerator("gpt-4o-mini", base_url="http://127.0.0.1:9/v1"),
+                                                            EgressPolicy("public")))
     with pytest.raises(AllGeneratorsFailed) as failure:
         pipeline.ask(QUESTION, groups=["everyone"])
     assert failure.value.attempts[0].error.startswith("not sent:")
+    assert failure.value.attempts[0].outcome is AttemptOutcome.NOT_SENT
 
     metrics = client.app.state.metrics
     metrics.record_no_answer(failure.value.attempts)
-    metrics.record_no_answer([Attempt("ollama", "skipped: failing, next try in 12 s"),
-                              Attempt("extractive", "the model returned an empty answer", 0.01)])
+    metrics.record_no_answer([Attempt("ollama", AttemptOutcome.SKIPPED, "skipped: failing, next try in 12 s"),
+                              Attempt("extractive", AttemptOutcome.FAILED, "the model returned an empty answer", 0.01)])
     samples = scrape(client)
     assert value(samples, "enclave_no_answer_total") == 2
     assert value(samples, "enclave_egress_withheld_total", generator="openai") == 1
@@ -274,7 +279,7 @@ def test_middleware_times_a_stream_until_its_end_and_labels_what_routing_never_s
 
 
 def test_metrics_without_install_is_404():
-    from server.routers import metrics as metrics_router
+    from enclave.server.routers import metrics as metrics_router
 
     app = FastAPI()
     app.include_router(metrics_router.router)

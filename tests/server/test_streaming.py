@@ -14,9 +14,9 @@ from live_server import serving
 from server_auth import KEYS, bearer, server_settings
 from standins.ollama_server import OllamaStandIn
 
-from flows.answer import AnswerPipeline
-from llms import ExtractiveGenerator, GeneratorChain, OllamaGenerator
-from server.app import create_app
+from enclave.flows.answer_pipeline import AnswerPipeline
+from enclave.llms import ExtractiveGenerator, FallbackRouter, OllamaGenerator
+from enclave.server.app import create_app
 
 QUESTION = "What is the minimum length for a password?"
 
@@ -30,7 +30,7 @@ def ollama():
 @pytest.fixture()
 def app(halvard_settings, halvard_pipeline, ollama):
     """The app over the halvard index with the route stand-in Ollama → extractive."""
-    chain = GeneratorChain([OllamaGenerator("llama3.1:8b", host=ollama.url, timeout=10), ExtractiveGenerator()])
+    chain = FallbackRouter([OllamaGenerator("llama3.1:8b", host=ollama.url, timeout=10), ExtractiveGenerator()])
     return create_app(server_settings(halvard_settings), pipeline=AnswerPipeline(halvard_pipeline.retriever, chain))
 
 
@@ -92,7 +92,7 @@ def test_a_generator_failing_mid_answer_restarts_the_stream_with_the_next(app, o
 
 def test_no_generator_before_the_first_token_is_a_503_not_a_broken_stream(halvard_settings, halvard_pipeline, ollama):
     ollama.fail_status = 500
-    chain = GeneratorChain([OllamaGenerator("llama3.1:8b", host=ollama.url, timeout=5)])
+    chain = FallbackRouter([OllamaGenerator("llama3.1:8b", host=ollama.url, timeout=5)])
     app = create_app(server_settings(halvard_settings), pipeline=AnswerPipeline(halvard_pipeline.retriever, chain))
     with TestClient(app) as client:
         for path, body in (("/v1/ask", {"question": QUESTION, "stream": True}),

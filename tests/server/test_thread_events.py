@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from server.thread_events import events_in_thread
+from enclave.server.thread_events import events_in_thread
 
 
 async def _read(make):

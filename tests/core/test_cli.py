@@ -98,10 +98,10 @@ def test_audit_and_costs_report_the_records_of_a_session(tmp_path):
 
     from standins.openai_server import OpenAIStandIn
 
+    from enclave.contracts import GenerationRequest
+    from enclave.flows.components import build_breakers, build_route
+    from enclave.prompts import answer_messages
     from enclave.settings import Settings
-    from flows.components import build_chain
-    from llms.generator import GenerationRequest
-    from prompts import answer_messages
 
     class Chunk:
         def __init__(self, id_, label):
@@ -119,10 +119,12 @@ def test_audit_and_costs_report_the_records_of_a_session(tmp_path):
             "costs": {"models": {"gpt-4o-mini": {"input": 0.15, "output": 0.60}}, "local_hourly": {"extractive": 3600.0}},
         }
         (tmp_path / "enclave.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        chain = build_chain(Settings(**config), embedder=SimpleNamespace(embed=None))  # extractive: word overlap
+        settings = Settings(**config)
+        route = build_route(settings, SimpleNamespace(embed=None), build_breakers(settings))  # extractive: word overlap
         ask = [Chunk("c-public", "public"), Chunk("c-board", "restricted")]
-        sent = chain.run(GenerationRequest("What does it cost?", ask, answer_messages("What does it cost?", ask)), "ola")
-        refused = chain.run(GenerationRequest("Board?", ask[1:], answer_messages("Board?", ask[1:])), "kari")
+        sent = route.run(GenerationRequest("What does it cost?", ask, answer_messages("What does it cost?", ask),
+                                           principal="ola"))
+        refused = route.run(GenerationRequest("Board?", ask[1:], answer_messages("Board?", ask[1:]), principal="kari"))
         [stand_in_usage] = [json.loads(r["raw"]) for r in server.chat_requests]
     assert sent.generator == "gpt" and refused.generator == "extractive"
 

@@ -1,17 +1,19 @@
-"""GeneratorChain: Ollama (the stand-in) first, the extractive generator when Ollama cannot answer."""
+"""FallbackRouter: Ollama (the stand-in) first, the extractive generator when Ollama cannot answer."""
 
 from __future__ import annotations
 
 import pytest
 
-from llms import AllGeneratorsFailed, ExtractiveGenerator, GeneratorChain, GeneratorUnavailable, OllamaGenerator
-from llms.extractive_generator import NO_MODEL_NOTICE
+from enclave.contracts import AttemptOutcome, GeneratorUnavailable, Locality
+from enclave.llms import AllGeneratorsFailed, ExtractiveGenerator, FallbackRouter, OllamaGenerator
+from enclave.llms.extractive_generator import NO_MODEL_NOTICE
+from enclave.llms.generator import collect
 
 MODEL = "llama3.1:8b"
 
 
-def chain_for(host: str, model: str = MODEL, timeout: float = 10) -> GeneratorChain:
-    return GeneratorChain([OllamaGenerator(model, host=host, timeout=timeout), ExtractiveGenerator()])
+def chain_for(host: str, model: str = MODEL, timeout: float = 10) -> FallbackRouter:
+    return FallbackRouter([OllamaGenerator(model, host=host, timeout=timeout), ExtractiveGenerator()])
 
 
 def test_ollama_answers_when_it_is_up(ollama_server, request_hx400):
@@ -70,7 +72,7 @@ def test_second_ollama_serves_when_the_first_has_no_such_model(request_hx400):
     from standins.ollama_server import OllamaStandIn
 
     with OllamaStandIn(models=["qwen2.5:7b"]) as first, OllamaStandIn(models=["llama3.1:8b"]) as second:
-        chain = GeneratorChain([
+        chain = FallbackRouter([
             OllamaGenerator(MODEL, host=first.url, timeout=10, name="ollama-a"),
             OllamaGenerator(MODEL, host=second.url, timeout=10, name="ollama-b"),
             ExtractiveGenerator(),
@@ -84,7 +86,7 @@ def test_second_ollama_serves_when_the_first_has_no_such_model(request_hx400):
 
 def test_all_failing_raises_and_names_each(dead_host, ollama_server, request_hx400):
     ollama_server.fail_status = 429
-    chain = GeneratorChain([
+    chain = FallbackRouter([
         OllamaGenerator(MODEL, host=dead_host, timeout=10, name="ollama-local"),
         OllamaGenerator(MODEL, host=ollama_server.url, timeout=10, name="ollama-shared"),
     ])
@@ -102,33 +104,47 @@ def test_all_failing_raises_and_names_each(dead_host, ollama_server, request_hx4
 
 def test_an_unexpected_error_is_not_swallowed(request_hx400):
     class Broken:
-        name = "broken"
-        locality = "local"
+        name, model, locality = "broken", "m", Locality.LOCAL
+
+        def stream(self, request):
+            raise ValueError("a bug, not an outage")
+            yield  # a generator function
 
         def run(self, request):
-            raise ValueError("a bug, not an outage")
+            return collect(self, request)
+
+        def reachable(self, timeout=2.0):
+            return None
 
     with pytest.raises(ValueError, match="a bug"):
-        GeneratorChain([Broken(), ExtractiveGenerator()]).run(request_hx400)
+        FallbackRouter([Broken(), ExtractiveGenerator()]).run(request_hx400)
 
 
 def test_generator_unavailable_from_any_generator_moves_on(request_hx400):
     class Refuses:
-        name = "refuses"
-        locality = "local"  # an external one would not even be called: these passages carry no label
+        name, model = "refuses", "m"
+        locality = Locality.LOCAL  # an external one would not even be called: these passages carry no label
+
+        def stream(self, request):
+            raise GeneratorUnavailable(self.name, "quota exhausted")
+            yield  # a generator function
 
         def run(self, request):
-            raise GeneratorUnavailable(self.name, "quota exhausted")
+            return collect(self, request)
 
-    generation = GeneratorChain([Refuses(), ExtractiveGenerator()]).run(request_hx400)
+        def reachable(self, timeout=2.0):
+            return None
+
+    generation = FallbackRouter([Refuses(), ExtractiveGenerator()]).run(request_hx400)
 
     assert generation.generator == "extractive"
     assert generation.attempts[0].error == "quota exhausted"
+    assert generation.attempts[0].outcome is AttemptOutcome.FAILED
 
 
 def test_an_empty_chain_is_refused():
     with pytest.raises(ValueError):
-        GeneratorChain([])
+        FallbackRouter([])
 
 
 def test_names_lists_the_route(ollama_server):
