@@ -4,22 +4,23 @@ Run: ``.venv/bin/python bench/delete_document.py [--chunks 100000] [--doc-chunks
 [--keep-dir DIR]``. Takes about 6 minutes on 2 cores: half a minute to build 100,000 points, most
 of the rest in the shard's optimize (HNSW build).
 
-What it measures, through the project's own index classes (``VectorIndex.delete_document``, a
+What it measures, through the project's own index classes (``ChunkStore.delete_document``, a
 delete by the indexed ``doc_id`` payload field), with nothing embedded: points get random
-L2-normalised float32 vectors (dimension 384) and short synthetic texts, built as TextNodes the way
-indexes/chunker.py makes them, upserted in batches.
+L2-normalised float32 vectors (dimension 384) and short synthetic texts, built as
+``enclave.contracts.Chunk``s the way indexes/chunker.py makes them, upserted in batches through a
+``ChunkStore`` over each backend.
 
-- Edge (:class:`indexes.edge_index.EdgeIndex`, an embedded Qdrant Edge shard) at ``--chunks``
+- Edge (:class:`enclave.indexes.EdgeIndex`, an embedded Qdrant Edge shard) at ``--chunks``
   points (default 100,000: many documents of ``--doc-chunks`` chunks plus a few big ones of
   ``--big-doc-chunks``): time of ``delete_document`` for ``--deletes`` random typical documents and
   for the big ones, and of deleting a document that has no chunks (the fixed cost of a delete).
 - The same typical documents deleted from an Edge index of ``--small-chunks`` points (default
   10,000): the ratio 100k/10k shows whether the cost grows with the index.
 - Reference, in the same run: the same deletions at ``--small-chunks`` points on qdrant-client's
-  local in-memory mode (:class:`indexes.server_index.ServerIndex` on ``QdrantClient(":memory:")``),
+  local in-memory mode (:class:`enclave.indexes.ServerIndex` on ``QdrantClient(":memory:")``),
   which is pure Python; ../shared/DESIGN.md reports ~480 ms per delete there against 0.1 ms on
   Edge. Printed as the Edge/local ratio.
-- Edge search latency at ``--chunks`` points (``index.search(vec, groups=[...], limit=5)``, median
+- Edge search latency at ``--chunks`` points (``store.search(vec, groups=[...], limit=5)``, median
   over ``--queries`` queries, ACL filter on two of twenty groups) before and after
   ``EdgeShard.optimize()``, and how long optimize took; then deletes again on the optimized shard.
 
@@ -49,13 +50,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 from qdrant_client import QdrantClient
 
-from indexes.chunker import point_id
-from indexes.edge_index import EdgeIndex
-from indexes.server_index import ServerIndex
-from indexes.vector_index import VectorIndex
+from enclave.contracts import Chunk, point_id
+from enclave.indexes import ChunkStore, EdgeIndex, ServerIndex
+from enclave.indexes.index_backend import Store
 
 DIMENSION = 384
 GROUPS = [f"team-{n:02d}" for n in range(20)]
@@ -67,7 +66,7 @@ WORDS = ("leave", "policy", "salary", "review", "onboarding", "travel", "expense
 
 @dataclass(frozen=True)
 class Doc:
-    source_id: str
+    doc_id: str
     chunks: int
     group: str
 
@@ -85,24 +84,25 @@ def corpus(options: argparse.Namespace, rng: np.random.Generator) -> tuple[list[
     return docs, big
 
 
-def nodes_of(doc: Doc) -> Iterator[TextNode]:
-    """The doc's chunks as indexes/chunker.py makes them: node id = point id, SOURCE = the doc."""
+def chunks_of(doc: Doc) -> Iterator[Chunk]:
+    """The doc's chunks as indexes/chunker.py makes them: id = point id, doc_id = the doc."""
+    content_hash = hashlib.sha256(doc.doc_id.encode()).hexdigest()
     for number in range(doc.chunks):
         words = " ".join(WORDS[(number + k) % len(WORDS)] for k in range(12))
-        yield TextNode(
-            id_=point_id(doc.source_id, number),
-            text=f"{doc.source_id} part {number}: {words}.",
-            metadata={
-                "source": "bench",
-                "title": doc.source_id.rsplit("/", 1)[-1],
-                "uri": f"file:///bench/{doc.source_id}",
-                "groups": [doc.group],
-                "classification": "internal",
-                "content_hash": hashlib.sha256(doc.source_id.encode()).hexdigest(),
-                "section": f"Part {number // 10}",
-                "chunk": number,
-            },
-            relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc.source_id)},
+        yield Chunk(
+            id=point_id(doc.doc_id, number),
+            doc_id=doc.doc_id,
+            chunk=number,
+            text=f"{doc.doc_id} part {number}: {words}.",
+            section=f"Part {number // 10}",
+            source="bench",
+            title=doc.doc_id.rsplit("/", 1)[-1],
+            uri=f"file:///bench/{doc.doc_id}",
+            doc_type="",
+            modified_at="",
+            groups=(doc.group,),
+            classification="internal",
+            content_hash=content_hash,
         )
 
 
@@ -111,34 +111,34 @@ def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def build(index: VectorIndex, docs: Sequence[Doc], rng: np.random.Generator, batch: int) -> float:
+def build(store: ChunkStore, docs: Sequence[Doc], rng: np.random.Generator, batch: int) -> float:
     """Upsert the docs' chunks in batches; returns seconds."""
     started = time.perf_counter()
-    pending: list[TextNode] = []
+    pending: list[Chunk] = []
     for doc in docs:
-        pending.extend(nodes_of(doc))
+        pending.extend(chunks_of(doc))
         while len(pending) >= batch:
-            index.upsert(pending[:batch], unit_vectors(rng, batch))
+            store.upsert(pending[:batch], unit_vectors(rng, batch))
             pending = pending[batch:]
     if pending:
-        index.upsert(pending, unit_vectors(rng, len(pending)))
+        store.upsert(pending, unit_vectors(rng, len(pending)))
     return time.perf_counter() - started
 
 
-def timed_deletes(index: VectorIndex, docs: Sequence[Doc]) -> list[float]:
+def timed_deletes(store: ChunkStore, docs: Sequence[Doc]) -> list[float]:
     """Delete each doc, checking the counts around it; returns ms per delete (the call alone)."""
     times = []
-    total = index.count()
+    total = store.count()
     for doc in docs:
-        before = index.count(doc_id=doc.source_id)
+        before = store.count(doc_id=doc.doc_id)
         if before != doc.chunks:
-            raise RuntimeError(f"{doc.source_id} has {before} chunks in the index, expected {doc.chunks}")
+            raise RuntimeError(f"{doc.doc_id} has {before} chunks in the index, expected {doc.chunks}")
         started = time.perf_counter()
-        index.delete_document(doc.source_id)
+        store.delete_document(doc.doc_id)
         times.append((time.perf_counter() - started) * 1000)
-        left, now = index.count(doc_id=doc.source_id), index.count()
+        left, now = store.count(doc_id=doc.doc_id), store.count()
         if left != 0 or now != total - doc.chunks:
-            raise RuntimeError(f"after deleting {doc.source_id}: {left} of its chunks left, total {total} -> {now}")
+            raise RuntimeError(f"after deleting {doc.doc_id}: {left} of its chunks left, total {total} -> {now}")
         total = now
     return times
 
@@ -152,15 +152,15 @@ def timed_calls(call: Callable[[], object], repeat: int) -> list[float]:
     return times
 
 
-def search_times(index: VectorIndex, rng: np.random.Generator, queries: int) -> list[float]:
+def search_times(store: ChunkStore, rng: np.random.Generator, queries: int) -> list[float]:
     vectors = unit_vectors(rng, queries + 5)
     picks = [list(rng.choice(GROUPS, size=2, replace=False)) for _ in range(queries + 5)]
     for vector, groups in zip(vectors[:5], picks[:5]):  # warm up
-        index.search(vector, groups=groups, limit=5)
+        store.search(vector, groups=groups, limit=5)
     times = []
     for vector, groups in zip(vectors[5:], picks[5:]):
         started = time.perf_counter()
-        hits = index.search(vector, groups=groups, limit=5)
+        hits = store.search(vector, groups=groups, limit=5)
         times.append((time.perf_counter() - started) * 1000)
         if len(hits) != 5 or any(not set(hit.groups) & set(groups) for hit in hits):
             raise RuntimeError(f"search with groups {groups} returned {len(hits)} hits or hits outside the groups")
@@ -184,8 +184,13 @@ def line(label: str, times: Sequence[float], chunks: int | None = None) -> None:
     print(f"  {label:<46} {fmt(times)}  n={len(times)}{per_chunk}")
 
 
-def edge_info(index: EdgeIndex) -> str:
-    info = index._chunks.info()
+def chunks_shard(backend: EdgeIndex):
+    """The Edge shard of the backend's chunks store (for info, flush and optimize)."""
+    return backend._shards[Store.CHUNKS]
+
+
+def edge_info(backend: EdgeIndex) -> str:
+    info = chunks_shard(backend).info()
     return f"{info.points_count:,} points, {info.segments_count} segments, {info.indexed_vectors_count:,} HNSW-indexed"
 
 
@@ -228,9 +233,10 @@ def main() -> None:
     try:
         # -- Edge, small index ------------------------------------------------------------------
         edge_small = EdgeIndex(root / f"edge-{small_n}", DIMENSION)
-        seconds = build(edge_small, small_docs, rng, options.batch)
+        store = ChunkStore(edge_small)
+        seconds = build(store, small_docs, rng, options.batch)
         print(f"\nEdge {small_n:,}: built in {seconds:.1f} s ({edge_info(edge_small)})")
-        edge_small_times = timed_deletes(edge_small, sample)
+        edge_small_times = timed_deletes(store, sample)
         line(f"delete {options.doc_chunks}-chunk doc", edge_small_times, options.doc_chunks)
         edge_small.close()
 
@@ -238,36 +244,38 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # local mode warns that payload indexes do nothing there
             local = ServerIndex(QdrantClient(":memory:"), "bench", DIMENSION)
-            seconds = build(local, small_docs, rng, options.batch)
+            store = ChunkStore(local)
+            seconds = build(store, small_docs, rng, options.batch)
             print(f"\nqdrant-client local mode {small_n:,}: built in {seconds:.1f} s")
-            local_times = timed_deletes(local, sample)
+            local_times = timed_deletes(store, sample)
         line(f"delete {options.doc_chunks}-chunk doc", local_times, options.doc_chunks)
         local.close()
 
         # -- Edge, big index ----------------------------------------------------------------------
         edge = EdgeIndex(root / f"edge-{big_n}", DIMENSION)
-        seconds = build(edge, docs + big, rng, options.batch)
+        store = ChunkStore(edge)
+        seconds = build(store, docs + big, rng, options.batch)
         print(f"\nEdge {big_n:,}: built in {seconds:.1f} s ({edge_info(edge)})")
-        search_before = search_times(edge, rng, options.queries)
+        search_before = search_times(store, rng, options.queries)
         line("search, groups filter, limit 5", search_before)
-        empty_times = timed_calls(lambda: edge.delete_document("bench:docs/absent.md"), n_deletes)
+        empty_times = timed_calls(lambda: store.delete_document("bench:docs/absent.md"), n_deletes)
         line("delete a doc with no chunks (fixed cost)", empty_times)
-        edge_times = timed_deletes(edge, sample)
+        edge_times = timed_deletes(store, sample)
         line(f"delete {options.doc_chunks}-chunk doc", edge_times, options.doc_chunks)
-        big_times = timed_deletes(edge, big)
+        big_times = timed_deletes(store, big)
         if big_times:
             line(f"delete {options.big_doc_chunks}-chunk doc", big_times, options.big_doc_chunks)
-        flush_ms = timed_calls(edge._chunks.flush, 1)[0]
+        flush_ms = timed_calls(chunks_shard(edge).flush, 1)[0]
         print(f"  flush after the deletes: {flush_ms:.1f} ms (persists segments; the WAL already has the deletes)")
 
         started, cpu = time.perf_counter(), time.process_time()
-        optimized = edge._chunks.optimize()
+        optimized = chunks_shard(edge).optimize()
         optimize_s, optimize_cpu = time.perf_counter() - started, time.process_time() - cpu
         print(f"\nEdge optimize: {optimize_s:.1f} s, {optimize_cpu:.0f} s of CPU (optimized anything: {optimized}; "
               f"now {edge_info(edge)})")
-        search_after = search_times(edge, rng, options.queries)
+        search_after = search_times(store, rng, options.queries)
         line("search, groups filter, limit 5", search_after)
-        optimized_times = timed_deletes(edge, after)
+        optimized_times = timed_deletes(store, after)
         line(f"delete {options.doc_chunks}-chunk doc (other docs)", optimized_times, options.doc_chunks)
         edge.close()
     finally:

@@ -15,24 +15,22 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from connectors.filesystem import FilesystemConnector  # noqa: E402
-from indexes.chunker import MarkdownChunker  # noqa: E402
-from indexes.embedder import DenseEmbedder  # noqa: E402
-from indexes.parser import DocumentParser  # noqa: E402
+from enclave.connectors import FilesystemConnector  # noqa: E402
+from enclave.indexes import DenseEmbedder, DocumentParser, MarkdownChunker  # noqa: E402
 
 CORPORA = Path(os.environ.get("ENCLAVE_TEST_CORPORA", Path(__file__).resolve().parents[2] / "shared" / "corpora"))
 
 
 def chunk_texts(embedder: DenseEmbedder, count: int) -> list[str]:
     connector = FilesystemConnector("bench", CORPORA / "example-docs", include=["book-war-and-peace-1225p.txt"])
-    [doc] = list(connector.run())
+    [doc] = list(connector.list_documents())
     parser = DocumentParser()
     try:
-        document = parser.run(doc, doc.fetch())
+        document = parser.run(doc, connector.fetch(doc))
     finally:
         parser.close()
-    nodes = MarkdownChunker(embedder, embedder.max_tokens).run(document)
-    return [node.get_content() for node in nodes[:count]]
+    chunks = MarkdownChunker(embedder, embedder.max_tokens).run(document)
+    return [chunk.text for chunk in chunks[:count]]
 
 
 def main() -> None:

@@ -2,13 +2,14 @@
 
 Each fault of ``tests/llms/test_fallback_faults.py`` (the same table) is set on a stand-in server on
 127.0.0.1 (Ollama, OpenAI-compatible, Anthropic) driven through the real client, in front of the extractive
-generator; the chain answers ``--rounds`` times and the median seconds to the finished answer are
-printed beside the reason the route recorded and whether a Restart was streamed. First-token limit
-0.5 s, total 5 s, connect 1 s. Reference: the same chain with a healthy server. Nothing is asserted.
+generator; the route (a ``FallbackRouter``) answers ``--rounds`` times and the median seconds to the
+finished answer are printed beside the reason the route recorded and whether a Restart was streamed.
+First-token limit 0.5 s, total 5 s, connect 1 s. Reference: the same route with a healthy server.
+Nothing is asserted.
 
 Run::
 
-    .venv/bin/python bench/fallback_faults.py
+    .venv/bin/python bench/fallback_faults.py [--rounds 3]
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+import enclave  # noqa: F401 - first: with tests/ on sys.path, tests/enclave/ would shadow it as a namespace package
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(REPO / "tests"))  # the fault table's stand-in servers (tests/standins)
 
 
 def _faults_module():
@@ -32,10 +35,10 @@ def _faults_module():
 
 def main() -> None:
     rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
-    from llms import ExtractiveGenerator
-    from llms.generator import GenerationRequest
-    from llms.generator_chain import Finished, GeneratorChain, Restart
-    from prompts import answer_messages
+    from enclave.contracts import GenerationRequest
+    from enclave.llms import ExtractiveGenerator
+    from enclave.llms.fallback_router import FallbackRouter, Finished, Restart
+    from enclave.prompts import answer_messages
 
     faults = _faults_module()
 
@@ -54,9 +57,9 @@ def main() -> None:
                 with faults._stand_in(kind) as server:
                     for knob, value in knobs.items():
                         setattr(server, knob, value)
-                    chain = GeneratorChain([faults._generator(kind, server), ExtractiveGenerator()])
+                    router = FallbackRouter([faults._generator(kind, server), ExtractiveGenerator()])
                     started = time.perf_counter()
-                    events = list(chain.stream(request))
+                    events = list(router.stream(request))
                     times.append(time.perf_counter() - started)
                     last = events
             generation = next(e for e in last if isinstance(e, Finished)).generation

@@ -6,8 +6,8 @@ What it measures, all in ONE process run (it prints ratios; it asserts nothing a
    process, chunk, embed, upsert into the embedded Qdrant Edge index, ledger) divided by the chunks/s
    of a bare ``SentenceTransformer.encode`` over exactly the same chunk texts (read back from the index
    after the run), same model object, same ``batch_size`` (``settings.embedder.batch_size``). The model
-   is loaded and warmed once beforehand and handed to the flow in ``flows.components.Resources``, so
-   loading counts on neither side; Prefect's ephemeral API is warmed by a flow run over an empty folder
+   is loaded and warmed once beforehand (the flow's own embedder shares the process's one copy of the
+   model), so loading counts on neither side; Prefect's ephemeral API is warmed by a flow run over an empty folder
    first. Each timed side (the references too) runs in a worker thread, as the flow's tasks do (see
    ``_in_thread``). Target >= 0.90. Also printed: the share of the flow's wall time spent inside the model's
    ``encode`` (measured in the same stretch of time, so less at the mercy of other load), and with
@@ -64,8 +64,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -246,13 +244,12 @@ def _enclave_settings(data_dir: Path, corpus: Path, batch_size: int | None, over
 
 def _read_back(settings, dimension: int) -> list[tuple[str, int, str]]:
     """(doc_id, chunk number, text) of every chunk point in the index, in document order."""
-    from flows.components import index_path
-    from indexes.edge_index import EdgeIndex
+    from enclave.flows import index_path
+    from enclave.indexes import ChunkStore, EdgeIndex
 
     index = EdgeIndex(index_path(settings), dimension)
     try:
-        points = index.points("chunks") if hasattr(index, "points") else index._scroll(False, None)
-        rows = [(p.get("doc_id", ""), int(p.get("chunk", 0)), p.get("text", "")) for _, p in points]
+        rows = [(p.get("doc_id", ""), int(p.get("chunk", 0)), p.get("text", "")) for _, p in ChunkStore(index).points()]
     finally:
         index.close()
     return sorted(rows)
@@ -343,13 +340,18 @@ def _cpu_parts() -> dict[str, float]:
     return parts
 
 
-def _timed_flow(settings, embedder, **kwargs):
-    """Run the ingest flow; returns (reports, wall seconds, CPU seconds by part, see :func:`_cpu_parts`)."""
-    from flows.components import Resources
-    from flows.ingest import ingest
+def _timed_flow(settings, **kwargs):
+    """Run the ingest flow on ``settings`` (written to a file beside its data_dir: a flow takes a settings
+    file); returns (reports, wall seconds, CPU seconds by part, see :func:`_cpu_parts`). Its embedder
+    shares the model this process loaded."""
+    import yaml
 
+    from enclave.flows import ingest
+
+    config = Path(settings.data_dir).with_suffix(".yaml")
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_unset=True)), encoding="utf-8")
     started, before = time.perf_counter(), _cpu_parts()
-    reports = ingest(settings=settings, resources=Resources(embedder=embedder), **kwargs)
+    reports = ingest(config_file=str(config), **kwargs)
     seconds, after = time.perf_counter() - started, _cpu_parts()
     return reports, seconds, {k: after[k] - before.get(k, 0.0) for k in after}
 
@@ -401,8 +403,8 @@ def breakdown(settings, embedder, rows: list[tuple[str, int, str]], flow_seconds
     upsert, each run alone over the same corpus, wall and CPU seconds (the parse worker's CPU included)."""
     import numpy as np
 
-    from flows.components import build_chunker, build_connector, build_parser
-    from indexes.edge_index import EdgeIndex
+    from enclave.flows.components import build_chunker, build_connector, build_parser
+    from enclave.indexes import ChunkStore, EdgeIndex
 
     stages: list[tuple[str, float, float]] = []
 
@@ -413,8 +415,9 @@ def breakdown(settings, embedder, rows: list[tuple[str, int, str]], flow_seconds
         return value
 
     source = settings.sources[0]
-    docs = stage("list", lambda: list(build_connector(source).run()))
-    data = stage("fetch", lambda: [doc.fetch() for doc in docs])
+    connector = build_connector(source)
+    docs = stage("list", lambda: list(connector.list_documents()))
+    data = stage("fetch", lambda: [connector.fetch(doc) for doc in docs])
     parser = build_parser(settings)
 
     def parse():
@@ -431,7 +434,7 @@ def breakdown(settings, embedder, rows: list[tuple[str, int, str]], flow_seconds
     def sliced():
         out = []
         for first in range(0, len(nodes), batch_docs):
-            texts = [node.get_content() for doc_nodes in nodes[first:first + batch_docs] for node in doc_nodes]
+            texts = [chunk.text for doc_chunks in nodes[first:first + batch_docs] for chunk in doc_chunks]
             for start in range(0, len(texts), step):
                 out.append(embedder.embed(texts[start:start + step]))
         return out
@@ -442,10 +445,10 @@ def breakdown(settings, embedder, rows: list[tuple[str, int, str]], flow_seconds
     index = EdgeIndex(work / "breakdown-index", embedder.dimension)
 
     def upsert():
-        matrix, offset = np.concatenate(vectors), 0
+        matrix, offset, store = np.concatenate(vectors), 0, ChunkStore(index)
         for first in range(0, len(nodes), batch_docs):
-            flat = [node for doc_nodes in nodes[first:first + batch_docs] for node in doc_nodes]
-            index.upsert(flat, matrix[offset:offset + len(flat)])
+            flat = [chunk for doc_chunks in nodes[first:first + batch_docs] for chunk in doc_chunks]
+            store.upsert(flat, matrix[offset:offset + len(flat)])
             offset += len(flat)
         index.close()
 
@@ -461,7 +464,7 @@ def breakdown(settings, embedder, rows: list[tuple[str, int, str]], flow_seconds
 
 # -- the default run ---------------------------------------------------------------------------------
 def run_default(options: argparse.Namespace, work: Path, results: Results) -> None:
-    from indexes.embedder import DenseEmbedder, resolve_model_path
+    from enclave.indexes.embedder import DenseEmbedder, resolve_model_path
 
     staging, corpus = work / "staging", work / "corpus"
     counts = generate_corpus(staging, options.docs, options.seed)
@@ -489,7 +492,7 @@ def run_default(options: argparse.Namespace, work: Path, results: Results) -> No
     empty = work / "empty"
     empty.mkdir()
     _, warm_seconds, _ = _timed_flow(_enclave_settings(work / "warm-data", empty, options.batch_size, options.set),
-                                     embedder, path=str(empty))
+                                     path=str(empty))
     _say(f"prefect warm-up (a flow run over an empty folder, not counted): {warm_seconds:.1f} s")
 
     references = [] if options.skip_llamaindex else _llamaindex_references(options, settings, model_path, tokenizer, max_tokens)
@@ -510,7 +513,7 @@ def run_default(options: argparse.Namespace, work: Path, results: Results) -> No
             label = f"round {number + 1}/{rounds}: {len(part)} new documents" if rounds > 1 else "first run"
             _say(f"\n[1] Enclave ingest flow, {label} ...")
             busy_before, flow_started = encode_clock.seconds, time.perf_counter()
-            [report], seconds, cpu_seconds = _timed_flow(settings, embedder)
+            [report], seconds, cpu_seconds = _timed_flow(settings)
             flow_ended = time.perf_counter()
             for kind, value in cpu_seconds.items():
                 flow_cpu[kind] = flow_cpu.get(kind, 0.0) + value
@@ -526,8 +529,8 @@ def run_default(options: argparse.Namespace, work: Path, results: Results) -> No
             texts += new
             encode_clock.stop()
             started, cpu = time.perf_counter(), _tree_cpu()
-            _in_thread(lambda: model.encode(new, batch_size=batch_size, normalize_embeddings=True,
-                                            convert_to_numpy=True, show_progress_bar=False))
+            _in_thread(lambda new=new: model.encode(new, batch_size=batch_size, normalize_embeddings=True,
+                                                    convert_to_numpy=True, show_progress_bar=False))
             seconds, cpu_seconds = time.perf_counter() - started, _tree_cpu() - cpu
             encode_clock = _EncodeClock(model, encode_clock)
             encode_seconds += seconds
@@ -581,7 +584,7 @@ def run_default(options: argparse.Namespace, work: Path, results: Results) -> No
 
     # 3. re-run over unchanged input; the reference: the first LlamaIndex pipeline (its docstore) on all files again
     _say("\n[3] Enclave ingest flow, re-run over the unchanged folder ...")
-    [again], again_seconds, _ = _timed_flow(settings, embedder)
+    [again], again_seconds, _ = _timed_flow(settings)
     _say(f"  {again.counts()}, {again.chunks_embedded} chunks embedded; flow call {again_seconds:.2f} s "
          f"(report.seconds {again.seconds:.2f} s: the rest is the Prefect flow run, opening and closing the index)")
     rerun_ratio = again_seconds / first_seconds
@@ -691,7 +694,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="embedder batch size (default: the settings' default)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override an Enclave setting, e.g. --set ingest.batch_documents=32 (repeatable)")
-    parser.add_argument("--li-chunk-size", type=int, default=1024, help="LlamaIndex SentenceSplitter chunk_size (default 1024, its own)")
+    parser.add_argument("--li-chunk-size", type=int, default=1024,
+                        help="LlamaIndex SentenceSplitter chunk_size (default 1024, its own)")
     parser.add_argument("--li-batch", type=int, default=None, help="LlamaIndex embed_batch_size (default: Enclave's batch size)")
     parser.add_argument("--skip-llamaindex", action="store_true", help="skip the LlamaIndex reference (targets 1 and 3 only)")
     parser.add_argument("--breakdown", action="store_true",

@@ -4,7 +4,7 @@ server's overhead (time beyond the generator's own) beside the answer pipeline c
 What it measures, in ONE run (it prints figures; it asserts nothing about time):
 
 1. **server**: a real uvicorn on 127.0.0.1 (a free port), in a thread of this process, serving
-   ``server.app.create_app(settings, pipeline=pipeline)`` with authentication on (one API key, sent
+   ``enclave.server.app.create_app(settings, pipeline=pipeline)`` with authentication on (one API key, sent
    as ``Authorization: Bearer``) and no rate limit. A load client in a *subprocess* (this file with
    ``--client``: httpx.AsyncClient, connection limits above ``--concurrency``) keeps ``--concurrency``
    streaming requests in flight (closed loop: each worker sends its next request when its last one has
@@ -20,9 +20,10 @@ answer (the first sentence of passage [1], 8-60 words) word by word, ``--token-s
 0.05 s: 20 tokens/s a stream). Its own time per request is *measured*: a handler subclass notes when
 each ``POST /api/chat`` arrived (headers read) and when its last byte was written. Its listen backlog
 (socketserver's 5) is raised to 1024 so that dropped SYNs cannot set the figures. The pipeline is
-``AnswerPipeline(retriever, GeneratorChain([OllamaGenerator(timeout=60), ExtractiveGenerator]))`` over
+``AnswerPipeline(retriever, FallbackRouter([OllamaGenerator(timeout=60), ExtractiveGenerator]))`` over
 an embedded index of examples/halvard (hybrid retrieval, all-MiniLM-L6-v2), ingested first by a
-subprocess (this file with ``--ingest``), so Prefect's ephemeral API server is gone before the load.
+subprocess (this file with ``--ingest``: an ``IngestPipeline``, plain calls, no Prefect API), so
+nothing of the ingest is left in the measured process.
 
 Per request: **total** (client sends → last byte: ``[DONE]``, ``answer`` or ``Answered``), **first
 token** (→ first non-empty token), **generator** (the stand-in's time for that request) and
@@ -114,11 +115,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import enclave  # noqa: F401 - first: with tests/ on sys.path, tests/enclave/ would shadow it as a namespace package
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "halvard"
-for entry in (str(REPO / "tests"), str(REPO)):
-    if entry not in sys.path:
-        sys.path.insert(0, entry)
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))  # the stand-in Ollama (tests/standins)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -247,6 +249,7 @@ def client_main() -> None:
 
 # -- the index (a subprocess: this file with --ingest DATA_DIR) ---------------------------------------------
 def settings_for(data_dir: Path, ollama_url: str = "http://127.0.0.1:9"):
+    from enclave.server.authentication import api_key_hash
     from enclave.settings import (
         ApiKeySettings,
         AuthSettings,
@@ -256,7 +259,6 @@ def settings_for(data_dir: Path, ollama_url: str = "http://127.0.0.1:9"):
         Settings,
         SourceSettings,
     )
-    from server.authentication import api_key_hash
 
     key = ApiKeySettings(principal="bench", groups=GROUPS, sha256=api_key_hash(API_KEY))
     return Settings(
@@ -269,16 +271,15 @@ def settings_for(data_dir: Path, ollama_url: str = "http://127.0.0.1:9"):
 
 
 def ingest_main(data_dir: Path) -> None:
-    from flows.components import Resources, index_path
-    from flows.ingest import ingest
-    from indexes.edge_index import EdgeIndex
-    from indexes.embedder import DenseEmbedder
+    from enclave.flows import IngestPipeline, index_path
+    from enclave.indexes import DenseEmbedder, EdgeIndex
 
     settings = settings_for(data_dir)
     embedder = DenseEmbedder()
     index = EdgeIndex(index_path(settings), embedder.dimension)
     try:
-        reports = ingest(settings=settings, resources=Resources(embedder=embedder, index=index))
+        with IngestPipeline.from_settings(settings, index=index, embedder=embedder) as pipeline:
+            reports = [pipeline.run(source) for source in settings.sources]
     finally:
         index.close()
     failed = [p for r in reports for p in r.problems()]
@@ -616,8 +617,8 @@ def jobs_for(first_ref: int, count: int) -> list[tuple[int, str]]:
 def run_inprocess(pipeline, jobs: list[tuple[int, str]], concurrency: int, ramp: float = 0.0) -> list[dict[str, Any]]:
     """``jobs`` through ``pipeline.stream`` from ``concurrency`` threads, each taking the next job when
     its last one has ended (worker i starts ``ramp * i / concurrency`` seconds late)."""
-    from flows.answer import Answered
-    from llms.generator_chain import Restart, Token
+    from enclave.flows.answer_pipeline import Answered
+    from enclave.llms.fallback_router import Restart, Token
 
     def one(job: tuple[int, str]) -> dict[str, Any]:
         ref, question = job
@@ -671,13 +672,13 @@ def main(options: argparse.Namespace) -> None:
     import uvicorn
     from fastapi import Request
 
-    from flows.answer import AnswerPipeline
-    from flows.components import build_retriever, index_path
-    from indexes.edge_index import EdgeIndex
-    from indexes.embedder import DenseEmbedder
-    from llms import ExtractiveGenerator, GeneratorChain, OllamaGenerator
-    from server.app import create_app
-    from server.dependencies import caller
+    from enclave.flows import index_path
+    from enclave.flows.answer_pipeline import AnswerPipeline
+    from enclave.flows.components import build_retriever
+    from enclave.indexes import DenseEmbedder, EdgeIndex
+    from enclave.llms import ExtractiveGenerator, FallbackRouter, OllamaGenerator
+    from enclave.server.app import create_app
+    from enclave.server.dependencies import caller
 
     work = Path(options.data_dir) if options.data_dir else Path(tempfile.mkdtemp(prefix="enclave-serve-load-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -729,9 +730,9 @@ def main(options: argparse.Namespace) -> None:
         ollama._client = ollama_client.Client(host=standin.url, timeout=httpx.Timeout(60, connect=5.0),
                                               limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
     record_failures(ollama)
-    chain = GeneratorChain([ollama, ExtractiveGenerator(embed=embedder.embed)])
+    router = FallbackRouter([ollama, ExtractiveGenerator(embed=embedder.embed)])
     query_embedder = _BatchingEmbedder(embedder, options.batch_queries) if options.batch_queries else embedder
-    pipeline = _TimedPipeline(_TimedRetriever(build_retriever(settings, query_embedder, index)), chain)
+    pipeline = _TimedPipeline(_TimedRetriever(build_retriever(settings, query_embedder, index)), router)
 
     app = create_app(settings, pipeline=pipeline)
     app.dependency_overrides[caller] = timed_caller
@@ -757,7 +758,7 @@ def main(options: argparse.Namespace) -> None:
         standin.token_seconds = 0.0
         warm = jobs_for(WARMUP_REFS, 4 * len(QUESTIONS))
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as client:
-            for ref, question in warm:
+            for _ref, question in warm:
                 response = client.post("/v1/ask", json={"question": question})
                 if response.status_code != 200 or response.json().get("generator") != "ollama":
                     raise RuntimeError(f"warm-up through the server failed: {response.status_code} "

@@ -4,11 +4,14 @@ Target (issue 4): ingestion with sparse vectors is at most 10% slower, i.e. rati
 
 Method: the first ``--docs`` abstracts of SciFact (``$ENCLAVE_TEST_CORPORA/scifact``, a BEIR source)
 are ingested into a fresh embedded index by the real ``ingest`` flow, ``--rounds`` times each way,
-alternating which goes first. "Without" swaps the flow's BM25 embedder for one that returns empty
-vectors, so neither the term weights are computed nor the sparse index is written: the whole cost
-of the feature is inside the difference. The embedding model is loaded and warmed once and handed to
-both sides; Prefect's ephemeral API is warmed by a first run that is not timed. Also printed: the
-BM25 embedding alone against the dense encode of the same chunk texts.
+alternating which goes first. Each run's settings are written to a YAML file and the flow is called
+as ``ingest(source=..., config_file=...)``. "Without" swaps the BM25 embedder the flow's
+``IngestComponents.from_settings`` builds (``enclave.flows.ingest_components.build_sparse_embedder``)
+for one that returns empty vectors, so neither the term weights are computed nor the sparse index is
+written: the whole cost of the feature is inside the difference. The embedding model is loaded and
+warmed once before the runs; every ``DenseEmbedder`` of that model in the process shares it, so both
+sides use the warm model. Prefect's ephemeral API is warmed by a first run that is not timed. Also
+printed: the BM25 embedding alone against the dense encode of the same chunk texts.
 
 Run::
 
@@ -29,7 +32,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -42,7 +44,7 @@ class _NoSparse:
     """Stands in for Bm25Embedder: no terms, so the index gets no sparse vectors."""
 
     def embed(self, texts):
-        from indexes.vector_index import SparseVector
+        from enclave.indexes import SparseVector
 
         return [SparseVector((), ()) for _ in texts]
 
@@ -58,6 +60,15 @@ def _subset(corpus: Path, docs: int, into: Path) -> Path:
     return into
 
 
+def _config_file(settings, path: Path) -> str:
+    """``settings`` (the fields that were set) written as YAML to ``path``, for the flow's ``config_file``."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_unset=True), sort_keys=False),
+                    encoding="utf-8")
+    return str(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=400, help="SciFact abstracts to ingest per run")
@@ -67,32 +78,36 @@ def main() -> None:
     if not (corpora / "scifact" / "corpus.jsonl").is_file():
         sys.exit(f"SciFact not found under {corpora} (set ENCLAVE_TEST_CORPORA)")
 
-    import flows.ingest as ingest_module
+    import enclave.flows.ingest_components as components_module
+    from enclave.flows import index_path, ingest
+    from enclave.flows.components import build_embedder, build_sparse_embedder
+    from enclave.indexes import ChunkStore, EdgeIndex
     from enclave.settings import Settings, SourceSettings
-    from flows.components import Resources, build_embedder, build_sparse_embedder
 
     work = Path(tempfile.mkdtemp(prefix="enclave-bench-sparse-"))
     try:
         data = _subset(corpora / "scifact", options.docs, work / "scifact")
         source = SourceSettings(name="scifact", kind="beir", path=data)
-        embedder = build_embedder(Settings())
+        embedder = build_embedder(Settings())  # loads the model the flow's embedders share (one per process)
         embedder.embed(["warm the model up"] * 16)
-        real_builder = ingest_module.build_sparse_embedder
+        real_builder = components_module.build_sparse_embedder
 
         def run(label: str, number: int) -> tuple[float, int]:
-            ingest_module.build_sparse_embedder = real_builder if label == "with" else (lambda settings: _NoSparse())
             settings = Settings(data_dir=work / f"data-{label}-{number}", sources=[source])
-            started = time.perf_counter()
-            [report] = ingest_module.ingest(source="scifact", settings=settings, resources=Resources(embedder=embedder))
-            seconds = time.perf_counter() - started
-            ingest_module.build_sparse_embedder = real_builder
+            config = _config_file(settings, work / f"enclave-{label}-{number}.yaml")
+            components_module.build_sparse_embedder = real_builder if label == "with" else (lambda settings: _NoSparse())
+            try:
+                started = time.perf_counter()
+                [report] = ingest(source="scifact", config_file=config)
+                seconds = time.perf_counter() - started
+            finally:
+                components_module.build_sparse_embedder = real_builder
             return seconds, report.chunks_embedded
 
         print(f"warming Prefect and the parse worker ({min(options.docs, 20)} documents)...", flush=True)
         warm = _subset(corpora / "scifact", min(options.docs, 20), work / "warm")
-        ingest_module.ingest(source="warm", settings=Settings(data_dir=work / "data-warm",
-                             sources=[SourceSettings(name="warm", kind="beir", path=warm)]),
-                             resources=Resources(embedder=embedder))
+        warm_settings = Settings(data_dir=work / "data-warm", sources=[SourceSettings(name="warm", kind="beir", path=warm)])
+        ingest(source="warm", config_file=_config_file(warm_settings, work / "enclave-warm.yaml"))
         seconds: dict[str, list[float]] = {"with": [], "without": []}
         chunks = 0
         for number in range(options.rounds):
@@ -103,11 +118,11 @@ def main() -> None:
                 print(f"round {number + 1}: {label:>7} sparse vectors: {took:6.1f} s ({chunks} chunks, "
                       f"{chunks / took:.1f} chunks/s)", flush=True)
 
-        from indexes.edge_index import EdgeIndex
-
-        index = EdgeIndex(work / "data-with-0" / "index" / "enclave")
-        texts = [payload["text"] for _, payload in index.points("chunks")]
-        index.close()
+        index = EdgeIndex(index_path(Settings(data_dir=work / "data-with-0")))
+        try:
+            texts = [payload["text"] for _, payload in ChunkStore(index).points()]
+        finally:
+            index.close()
         bm25 = build_sparse_embedder(Settings())
         started = time.perf_counter()
         bm25.embed(texts)
