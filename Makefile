@@ -1,11 +1,16 @@
-# Enclave: `make demo` shows it working, `make test` runs the whole suite.
+# Enclave: `make demo` shows it working, `make test` runs the whole suite, `make check` is the fast lane.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_QUESTION ?= How many days of paid leave do employees earn each month?
+# the package laid out as a wheel installs it (enclave/, enclave/server/, ...), in one folder: import-linter and
+# mkdocstrings read the package from a folder, and the stages' folders live at the repository root
+LAYOUT := build/layout
+# the fast lane's tests: everything but the whole-system runs (tests/e2e) and the few slow integration tests
+CHECK_TESTS ?= -m "not e2e and not slow"
 
-.PHONY: install browser demo test serve clean-demo bench
+.PHONY: install browser demo test check lint layout imports docs serve clean-demo bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +19,7 @@ $(BIN)/python:
 # torch first, pinned: it takes the local CPU build; an unpinned torch pulls GBs of CUDA wheels.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,12 +45,34 @@ demo: install
 	@echo "== asking: $(DEMO_QUESTION) =="
 	$(BIN)/enclave ask --config examples/enclave.yaml "$(DEMO_QUESTION)"
 
-test: install browser
+# ruff, with the rules in pyproject.toml ([tool.ruff])
+lint: install
+	$(BIN)/ruff check .
+
+layout: install
+	rm -rf $(LAYOUT)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --no-compile --target $(LAYOUT) .
+
+# import-linter's layer contracts ([tool.importlinter] in pyproject.toml), on the package as setuptools lays it out
+imports: layout
+	cd $(LAYOUT) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/pyproject.toml
+
+# the API reference from the docstrings (mkdocs.yml, docs/api/) into build/docs; --strict: a cross-reference
+# that points nowhere fails the build
+docs: layout
+	$(BIN)/mkdocs build --strict --site-dir build/docs
+
+# the fast lane for day-to-day work: lint, layering, and the tests without the whole-system runs
+check: lint imports
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(CHECK_TESTS)
+
+# the whole suite: what CI runs (.ci/run)
+test: install browser lint imports docs
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 # the ingest benchmark (ratios, not assertions): BENCH_ARGS="--docs 100", "--breakdown", "--corpora"...
 bench: install
-	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[test,dev,bench]"
 	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
 
 serve: install
