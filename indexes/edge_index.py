@@ -103,7 +103,7 @@ class EdgeIndex:
         return handle
 
     def _release(self) -> None:
-        handle, self._lock_file = getattr(self, "_lock_file", None), None
+        handle, self._lock_file = self._lock_file, None
         if handle is not None:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             handle.close()

@@ -32,7 +32,7 @@ class OllamaGenerator:
     piece and any later gap (Ollama loads a model before its first token: allow for that), ``timeout``
     for the whole answer. A refused connection, a timeout, HTTP 5xx or 429, a model the server does not
     have (404), a malformed stream and one that ends before its ``done`` line raise
-    GeneratorUnavailable, so a chain tries the next generator; other HTTP errors too, with the
+    GeneratorUnavailable, so the route tries the next generator; other HTTP errors too, with the
     server's message.
     """
 

@@ -27,8 +27,8 @@ class OpenAIGenerator(ApiGenerator):
     piece (and for any later gap between pieces), ``timeout`` for the whole answer. Each of these, a
     refused connection, HTTP 5xx or 429, a model the server does not have (404), a context longer
     than the model takes (400 ``context_length_exceeded``), a malformed stream and a stream that ends
-    before its ``finish_reason`` raise GeneratorUnavailable, so a chain tries the next generator.
-    The client never retries on its own (``max_retries=0``): the chain decides what happens next.
+    before its ``finish_reason`` raise GeneratorUnavailable, so the route tries the next generator.
+    The client never retries on its own (``max_retries=0``): the route decides what happens next.
     """
 
     default_name = "openai"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,18 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 # each test session gets its own Prefect home (ephemeral API database), never the user's
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="enclave-prefect-"))
 os.environ.setdefault("OLLAMA_HOST", "http://127.0.0.1:9")  # nothing listens there: no test reaches a real Ollama
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _only_the_enclave_namespace():
+    """Fails the session if anything imported a stage as a top-level module (``import flows``): that would be
+    a second copy of its code, the one a user's environment does not have."""
+    yield
+    stray = sorted(name for name in sys.modules if name.split(".")[0] in STAGES)
+    assert not stray, f"top-level stage modules were imported: {stray}; import enclave.<stage> instead"
+
+
+STAGES = ("connectors", "indexes", "prompts", "llms", "flows", "server")
 
 
 def corpora_dir() -> Path:

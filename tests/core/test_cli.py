@@ -28,6 +28,7 @@ def workdir(tmp_path_factory, examples) -> Path:
     return work
 
 
+@pytest.mark.slow  # the real CLI in a subprocess: a Prefect flow run and the model load
 def test_ingest_reports_counts_and_reasons_then_nothing_on_rerun(workdir):
     first = _enclave("ingest", "--source", "halvard", cwd=workdir)
     assert first.returncode == 1, first.stdout + first.stderr  # one file failed
@@ -56,6 +57,7 @@ def test_status_without_an_index_says_so(tmp_path):
     assert result.returncode == 2 and "run `enclave ingest` first" in result.stderr, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # the real CLI in a subprocess: a Prefect flow run and the model load
 def test_ask_prints_a_cited_answer(workdir):
     _enclave("ingest", "--source", "halvard", cwd=workdir)
     result = _enclave("ask", "What was the root cause of incident INC-2291?", cwd=workdir)
@@ -73,6 +75,7 @@ def test_invalid_config_names_the_field(tmp_path):
     assert "index.backend" in result.stderr
 
 
+@pytest.mark.slow  # the real CLI in a subprocess: a Prefect flow run and the model load
 def test_eval_prints_the_table_and_writes_the_report(tmp_path, examples):
     (tmp_path / "enclave.yaml").write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data")}), encoding="utf-8")
     questions = examples.parent / "questions.yaml"

@@ -14,6 +14,7 @@ from enclave.indexes import ChunkStore, EdgeIndex, SyncLedger
 from enclave.settings import Settings, SourceSettings
 
 pytest.importorskip("prefect_dask", reason="the dask extra (prefect-dask) is not installed")
+pytestmark = pytest.mark.slow  # a local Dask cluster of two worker processes, each loading the model
 
 
 def _snapshot(index: EdgeIndex) -> tuple[dict, dict]:

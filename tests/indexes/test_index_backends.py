@@ -27,6 +27,7 @@ from enclave.indexes import (
     IndexOwner,
     IndexUnavailable,
     LedgerEntry,
+    Point,
     RemoteIndex,
     RunRecord,
     SearchFilter,
@@ -498,3 +499,110 @@ def test_server_collection_without_sparse_vectors_asks_for_a_reindex() -> None:
     with pytest.raises(IndexMismatch, match="no 'sparse'.*ingest again"):
         ServerIndex(client, "old", dimension=DIM)
     client.close()
+
+
+# -- the ledger's summary, and entries an older Enclave wrote ----------------------------------------------
+
+def test_summary_per_source_for_status(index: Index, rng) -> None:
+    index.store.upsert(_nodes("hb:a.md", 3), _unit(rng, 3))
+    failed = [_ledger("hb:b.pdf", chunks=0, reason="encrypted"), _ledger("hb:c.pdf", chunks=0, reason="encrypted"),
+              _ledger("hb:d.doc", chunks=0, reason="corrupt or unreadable")]
+    for entry in failed:
+        entry.status = DocumentStatus.FAILED
+    index.ledger.put([_ledger("hb:a.md"), *failed, _ledger("wiki:w.md", chunks=0)])
+    run = RunRecord("hb", "2026-11-02T10:00:00+00:00", "2026-11-02T10:00:05+00:00", 5.0, {"indexed": 1, "failed": 3}, 3)
+    index.ledger.record_run(run)
+
+    hb, never, wiki = index.ledger.summary(["hb", "handbook"])  # configured ones first, then the ledger's others
+    assert (hb.source, hb.documents, hb.chunks, hb.last_run) == ("hb", 4, 3, run)
+    assert hb.by_status == {DocumentStatus.INDEXED: 1, DocumentStatus.FAILED: 3}
+    assert hb.failures_by_reason() == {"encrypted": 2, "corrupt or unreadable": 1}
+    assert [e.doc_id for e in hb.failed] == ["hb:d.doc", "hb:b.pdf", "hb:c.pdf"]  # by reason, then id
+    assert (never.source, never.documents, never.chunks, never.last_run) == ("handbook", 0, 0, None)
+    assert (wiki.source, wiki.documents) == ("wiki", 1)
+    assert [s.source for s in index.ledger.summary(["hb", "handbook"], only="wiki")] == ["wiki"]
+
+
+def test_ledger_entries_written_before_doc_id_was_the_name_still_read(index: Index) -> None:
+    old = {"source_id": "hb:old.md", "source": "hb", "version": "1-2", "content_hash": "h", "chunks": 2,
+           "status": "indexed", "uri": "file:///old.md", "reason": "", "detail": "", "updated_at": "2026-01-01T00:00:00+00:00"}
+    index.backend.upsert(Store.LEDGER, [Point(LedgerEntry("hb:old.md", "hb", "", "", 0, DocumentStatus.PENDING).point_id, old)])
+    [entry] = index.ledger.entries("hb").values()
+    assert (entry.doc_id, entry.status, entry.chunks) == ("hb:old.md", DocumentStatus.INDEXED, 2)
+
+
+# -- the backend contract ------------------------------------------------------------------------------------
+
+def test_backend_filters_are_qdrant_client_models(index: Index, rng) -> None:
+    from qdrant_client import models
+
+    index.store.upsert(_nodes("hb:a.md", 3) + _nodes("wiki:b.md", 2, source="wiki"), _unit(rng, 5))
+    not_hb = models.Filter(must_not=[models.FieldCondition(key="source", match=models.MatchValue(value="hb"))])
+    either = models.Filter(should=[models.FieldCondition(key="doc_id", match=models.MatchValue(value="hb:a.md")),
+                                   models.FieldCondition(key="chunk", range=models.Range(gte=1))])
+    assert index.backend.count(Store.CHUNKS, not_hb) == 2
+    assert index.backend.count(Store.CHUNKS, either) == 4  # hb:a.md's three, and wiki:b.md's chunk 1
+    assert index.backend.count(Store.CHUNKS, None) == 5
+
+
+def test_the_embedded_index_refuses_a_filter_it_cannot_run() -> None:
+    from qdrant_client import models
+
+    from enclave.indexes.edge_index import edge_filter
+
+    geo = models.Filter(must=[models.FieldCondition(key="where", geo_radius=models.GeoRadius(
+        center=models.GeoPoint(lon=10.7, lat=59.9), radius=1000.0))])
+    with pytest.raises(ValueError, match="only match value/any and ranges"):
+        edge_filter(geo)
+
+
+def test_the_remote_wire_format_is_qdrants_json(tmp_path: Path, rng) -> None:
+    """What a RemoteIndex sends is Qdrant's own REST shape: a plain HTTP client can speak it too."""
+    import httpx
+
+    from enclave.indexes.remote_index import TOKEN_HEADER
+
+    edge = EdgeIndex(tmp_path / "index", dimension=DIM)
+    try:
+        Index.of(edge).store.upsert(_nodes("hb:a.md", 3) + _nodes("wiki:b.md", 2, source="wiki"), _unit(rng, 5))
+        with served(edge) as (url, owner):
+            headers = {TOKEN_HEADER: owner.token}
+            body = {"store": "chunks", "filter": {"must": [{"key": "source", "match": {"value": "wiki"}}]}}
+            answer = httpx.post(f"{url}/internal/index/count", json=body, headers=headers)
+            assert answer.status_code == 200 and answer.json() == {"result": 2}
+            malformed = httpx.post(f"{url}/internal/index/count", json={"store": "nowhere"}, headers=headers)
+            assert malformed.status_code == 422
+            everything = httpx.post(f"{url}/internal/index/delete", json={"store": "chunks"}, headers=headers)
+            assert everything.status_code == 400 and "a filter is required" in everything.text
+            geo = {"store": "chunks", "filter": {"must": [{"key": "where", "geo_radius": {
+                "center": {"lon": 10.7, "lat": 59.9}, "radius": 1000.0}}]}}
+            unsupported = httpx.post(f"{url}/internal/index/count", json=geo, headers=headers)
+            assert unsupported.status_code == 400 and "only match value/any and ranges" in unsupported.text
+            assert httpx.post(f"{url}/internal/index/count", json=body).status_code == 403
+    finally:
+        edge.close()
+
+
+def test_an_index_held_by_another_process_is_locked_or_reached_through_its_owner(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from enclave.flows import index_path, open_index
+    from enclave.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data")
+    folder = index_path(settings)
+    EdgeIndex(folder, dimension=DIM).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from enclave.indexes import EdgeIndex\nimport sys, time\n"
+                               f"index = EdgeIndex({str(folder)!r})\nprint('open', flush=True)\nsys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(IndexLocked) as locked:
+            open_index(settings)  # no owner record: the holder serves nothing
+        assert locked.value.path == folder and "another process" in str(locked.value)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    open_index(settings).close()  # the lock went with the process

@@ -22,7 +22,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ("connectors", "indexes", "prompts", "llms", "flows", "server")
 
-pytestmark = pytest.mark.slow
 
 PROBE = r"""
 import importlib.util, json, sys
