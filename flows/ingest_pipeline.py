@@ -194,9 +194,7 @@ class IngestPipeline:
                 for batch in itertools.islice(batches, 1):
                     submit(batch)
                 yield prepared
-        finally:
-            for future in pending:
-                future.cancel()
+        finally:  # on an error, batches not yet started are dropped; a flow run's task runner finishes its own
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
 

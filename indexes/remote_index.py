@@ -138,7 +138,11 @@ class RemoteIndex:
     def __init__(self, url: str, token: str, dimension: int | None = None, timeout: float = 120.0) -> None:
         self.url = url.rstrip("/")
         self._client = httpx.Client(base_url=f"{self.url}/internal/index", headers={TOKEN_HEADER: token}, timeout=timeout)
-        info = self._call("info", {})
+        try:
+            info = self._call("info", {})
+        except IndexUnavailable:
+            self._client.close()
+            raise
         if dimension is not None and dimension != info["dimension"]:
             self._client.close()
             raise IndexMismatch(

@@ -76,7 +76,8 @@ class EgressGuard:
     ``stream`` raises [EgressRefused][enclave.llms.EgressRefused] (not calling the generator) when
     every passage of a question with context is labelled above the policy's maximum, and otherwise
     passes the generator's stream on, citations renumbered, raising GeneratorUnavailable as it does
-    (or for an empty answer). The audit record (``refused``, ``failed`` or ``sent``) names the
+    (or for an empty answer). The audit record (``refused``, ``failed`` or ``sent``; ``failed`` also when
+    the reader stops before the answer's end, since what was sent has left all the same) names the
     principal, the chunk ids sent and withheld, redactions by type, tokens and the cost (priced by
     ``costs``, in US dollars); it is written and synced to disk before the answer ends.
     """
@@ -114,12 +115,15 @@ class EgressGuard:
                 text = renumber.feed(item)
                 if text:
                     yield text
+            tail = renumber.flush()
+            if tail:
+                yield tail
         except GeneratorUnavailable as exc:
             self._audit(request, decision, "failed", reason=exc.reason)
             raise
-        tail = renumber.flush()
-        if tail:
-            yield tail
+        except BaseException:  # the reader stopped early (GeneratorExit: a client went away), or a bug
+            self._audit(request, decision, "failed", reason="the answer was not read to its end")
+            raise
         cost = self.costs.cost(self.name, self.model, self.locality, usage.tokens_in, usage.tokens_out,
                                time.perf_counter() - started)
         self._audit(request, decision, "sent", usage=usage, cost=cost)

@@ -120,17 +120,6 @@ class PiiRedactor:
         self.score_threshold = float(score_threshold)
         self.phone_regions = tuple(phone_regions)
 
-    def __getstate__(self) -> dict:
-        return {
-            "entities": self.entities,
-            "language": self.language,
-            "score_threshold": self.score_threshold,
-            "phone_regions": self.phone_regions,
-        }
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
-
     def __repr__(self) -> str:
         return f"PiiRedactor(entities={list(self.entities)}, language={self.language!r}, score_threshold={self.score_threshold})"
 

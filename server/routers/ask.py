@@ -82,7 +82,10 @@ class CitationOut(BaseModel):
 
 class AttemptOut(BaseModel):
     generator: str
-    error: str
+    outcome: Literal["answered", "failed", "skipped", "not_sent"] = Field(
+        description="answered; failed (down, timed out, 5xx/429, unknown model, broken stream); skipped (its circuit "
+                    "breaker is open); not_sent (the egress policy kept the request local).")
+    error: str = Field(description="Why it did not answer; empty when it answered.")
     seconds: float
 
 

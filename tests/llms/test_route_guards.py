@@ -216,3 +216,15 @@ def test_guards_report_the_wrapped_generators_name_model_locality_and_reachabili
     guarded = BreakerGuard(EgressGuard(inner, EgressPolicy()), CircuitBreaker())
     assert (guarded.name, guarded.model, guarded.locality, guarded.reachable(1.0)) == (
         "gpt", "gpt-4o-mini", Locality.EXTERNAL, "cannot connect")
+
+
+def test_an_external_answer_abandoned_midway_is_still_audited(tmp_path):
+    # the client went away after the first words: the passages had left, so the call is on record
+    external = Scripted("openai", ["The HX-400 costs ", "NOK 12,000 [1]."], locality="external")
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    stream = EgressGuard(external, EgressPolicy("internal"), audit=audit).stream(_request(principal="ola"))
+    assert next(stream) == "The HX-400 costs "
+    stream.close()
+    [record] = audit.records()
+    assert (record.principal, record.outcome, record.reason) == ("ola", "failed", "the answer was not read to its end")
+    assert record.chunks_sent == ["c-public", "c-internal"]
