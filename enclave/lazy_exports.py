@@ -24,10 +24,13 @@ def lazy_exports(namespace: dict[str, Any],
 
     ``namespace`` is the package's ``globals()``; ``modules`` maps each module to the names it defines.
     A name is imported on first access and then kept in the namespace. An unknown name raises
-    AttributeError, as for any module; a name that is not in ``__all__`` raises ValueError at once.
+    AttributeError, as for any module; a name missing from ``__all__`` (or from ``modules``), or listed
+    under two modules, raises ValueError at once.
     """
     package = namespace["__name__"]
     exports = {name: module for module, names in modules.items() for name in names}
+    if len(exports) != sum(len(names) for names in modules.values()):
+        raise ValueError(f"{package}: a name is listed under two modules")
     unlisted = sorted(set(exports) ^ (set(namespace.get("__all__", ())) - {"__version__"}))
     if unlisted:
         raise ValueError(f"{package}: __all__ and the lazy exports differ in {', '.join(unlisted)}")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         RouteObserver,
         Token,
     )
+    from enclave.llms.generator import WrappedGenerator
     from enclave.llms.ollama_generator import OllamaGenerator
     from enclave.llms.openai_generator import OpenAIGenerator
     from enclave.llms.pii_redactor import PiiRedactor, Redaction
@@ -45,7 +46,7 @@ __all__ = ["AllGeneratorsFailed", "AnthropicGenerator", "AuditLog", "AuditRecord
     "CircuitBreaker", "CondensedQuestion", "CostTable", "EgressDecision", "EgressGuard", "EgressPolicy",
     "EgressRefused", "ExtractiveGenerator", "FallbackRouter", "Finished", "GeneratorSkipped", "OllamaGenerator",
     "OpenAIGenerator", "PiiRedactor", "QuestionCondenser", "Redaction", "Restart", "RouteEvent", "RouteObserver",
-    "Token", "TokenPrice", "UsageLog", "UsageObserver", "UsageRecord"]
+    "Token", "TokenPrice", "UsageLog", "UsageObserver", "UsageRecord", "WrappedGenerator"]
 __getattr__, __dir__ = lazy_exports(globals(), {
     "enclave.llms.anthropic_generator": ["AnthropicGenerator"],
     "enclave.llms.audit_log": ["AuditLog", "AuditRecord"],
@@ -55,6 +56,7 @@ __getattr__, __dir__ = lazy_exports(globals(), {
     "enclave.llms.egress_guard": ["EgressGuard", "EgressRefused"],
     "enclave.llms.egress_policy": ["EgressDecision", "EgressPolicy"],
     "enclave.llms.extractive_generator": ["ExtractiveGenerator"],
+    "enclave.llms.generator": ["WrappedGenerator"],
     "enclave.llms.fallback_router": [
         "AllGeneratorsFailed", "FallbackRouter", "Finished", "Restart", "RouteEvent", "RouteObserver", "Token",
     ],

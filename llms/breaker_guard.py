@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from enclave.contracts import AttemptOutcome, Generation, GenerationRequest, Generator, GeneratorUnavailable, Usage
+from enclave.contracts import AttemptOutcome, GenerationRequest, Generator, GeneratorUnavailable, Usage
 from enclave.llms.circuit_breaker import CircuitBreaker
-from enclave.llms.generator import collect, with_text
+from enclave.llms.generator import WrappedGenerator, with_text
 
 
 class GeneratorSkipped(GeneratorUnavailable):
@@ -15,7 +15,7 @@ class GeneratorSkipped(GeneratorUnavailable):
     outcome = AttemptOutcome.SKIPPED
 
 
-class BreakerGuard:
+class BreakerGuard(WrappedGenerator):
     """Wraps a [Generator][enclave.contracts.Generator] in a [CircuitBreaker][enclave.llms.CircuitBreaker].
 
     Usage::
@@ -33,14 +33,8 @@ class BreakerGuard:
     """
 
     def __init__(self, generator: Generator, breaker: CircuitBreaker) -> None:
-        self.generator = generator
+        super().__init__(generator)
         self.breaker = breaker
-        self.name = generator.name
-        self.model = generator.model
-        self.locality = generator.locality
-
-    def reachable(self, timeout: float = 2.0) -> str | None:
-        return self.generator.reachable(timeout)
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
         """The wrapped generator's stream. Raises GeneratorSkipped when the circuit is open, and
@@ -61,7 +55,3 @@ class BreakerGuard:
         finally:
             if not verdict:
                 self.breaker.release()
-
-    def run(self, request: GenerationRequest) -> Generation:
-        """The whole answer; raises as ``stream`` does."""
-        return collect(self, request)

@@ -13,11 +13,11 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 
-from enclave.contracts import AttemptOutcome, Generation, GenerationRequest, Generator, GeneratorUnavailable, Usage
+from enclave.contracts import AttemptOutcome, GenerationRequest, Generator, GeneratorUnavailable, Usage
 from enclave.llms.audit_log import AuditLog, AuditRecord, now_iso
 from enclave.llms.cost_table import CostTable
 from enclave.llms.egress_policy import EgressDecision, EgressPolicy
-from enclave.llms.generator import collect, with_text
+from enclave.llms.generator import WrappedGenerator, with_text
 from enclave.prompts import answer_messages
 
 _CITATION = re.compile(r"\[(\d+)\]")
@@ -62,7 +62,7 @@ class CitationRenumbering:
         return _CITATION.sub(self._map, text)
 
 
-class EgressGuard:
+class EgressGuard(WrappedGenerator):
     """Wraps an external [Generator][enclave.contracts.Generator] in an [EgressPolicy][enclave.llms.EgressPolicy].
 
     Usage::
@@ -84,16 +84,10 @@ class EgressGuard:
 
     def __init__(self, generator: Generator, policy: EgressPolicy, audit: AuditLog | None = None,
                  costs: CostTable | None = None) -> None:
-        self.generator = generator
+        super().__init__(generator)
         self.policy = policy
         self.audit = audit
         self.costs = costs or CostTable()
-        self.name = generator.name
-        self.model = generator.model
-        self.locality = generator.locality
-
-    def reachable(self, timeout: float = 2.0) -> str | None:
-        return self.generator.reachable(timeout)
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
         """What may leave, sent; the answer streamed back with its citations mapped to the original
@@ -128,10 +122,6 @@ class EgressGuard:
                                time.perf_counter() - started)
         self._audit(request, decision, "sent", usage=usage, cost=cost)
         yield usage
-
-    def run(self, request: GenerationRequest) -> Generation:
-        """The whole answer; raises as ``stream`` does."""
-        return collect(self, request)
 
     def _audit(self, request: GenerationRequest, decision: EgressDecision, outcome: str,
                usage: Usage | None = None, cost: float = 0.0, reason: str = "") -> None:

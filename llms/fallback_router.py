@@ -27,11 +27,10 @@ from enclave.contracts import (
     Locality,
     Usage,
 )
-from enclave.llms.breaker_guard import BreakerGuard
 from enclave.llms.cost_table import CostTable
 from enclave.llms.egress_guard import EgressGuard
 from enclave.llms.egress_policy import EgressPolicy
-from enclave.llms.generator import with_text
+from enclave.llms.generator import WrappedGenerator, with_text
 
 
 class AllGeneratorsFailed(RuntimeError):
@@ -172,7 +171,7 @@ class FallbackRouter:
 
 
 def _egress_guarded(generator: Generator) -> bool:
-    """Whether ``generator`` is an EgressGuard, or a BreakerGuard around one."""
-    while isinstance(generator, BreakerGuard):
+    """Whether ``generator`` is an EgressGuard, or wraps one (a BreakerGuard around it, say)."""
+    while not isinstance(generator, EgressGuard) and isinstance(generator, WrappedGenerator):
         generator = generator.generator
     return isinstance(generator, EgressGuard)

@@ -1,4 +1,4 @@
-"""What generators share: reading a stream to its whole answer, and refusing an empty one.
+"""What generators share: reading a stream to its whole answer, refusing an empty one, and wrapping another.
 
 The contract itself (``Generator``, ``GenerationRequest``, ``Usage``, ``Generation``,
 ``GeneratorUnavailable``) lives in [enclave.contracts][enclave.contracts], with the other data that
@@ -24,6 +24,38 @@ def with_text(name: str, items: Iterator[str | Usage]) -> Iterator[str | Usage]:
         yield item
     if not said:
         raise GeneratorUnavailable(name, EMPTY_ANSWER)
+
+
+class WrappedGenerator:
+    """Base of a generator that wraps another ([BreakerGuard][enclave.llms.BreakerGuard],
+    [EgressGuard][enclave.llms.EgressGuard]): it answers to the wrapped generator's name, model and
+    locality, is as reachable as it is, and ``run`` reads its own ``stream`` (which a subclass gives) to
+    the end.
+
+    Usage::
+
+        class Logged(WrappedGenerator):
+            def stream(self, request):
+                log.info("asking %s", self.name)
+                yield from self.generator.stream(request)
+    """
+
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+        self.name = generator.name
+        self.model = generator.model
+        self.locality = generator.locality
+
+    def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
+        raise NotImplementedError
+
+    def reachable(self, timeout: float = 2.0) -> str | None:
+        """The wrapped generator's answer: None, or why it is not reachable."""
+        return self.generator.reachable(timeout)
+
+    def run(self, request: GenerationRequest) -> Generation:
+        """The whole answer; raises as ``stream`` does."""
+        return collect(self, request)
 
 
 def collect(generator: Generator, request: GenerationRequest) -> Generation:
