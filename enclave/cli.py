@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -24,6 +25,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from enclave.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # the flows load only with the commands that run them
+    from enclave.flows.progress import ProgressEvent
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Enclave: private RAG over your documents.")
 console = Console()
@@ -76,7 +80,7 @@ class _ProgressReporter:
         )
         self.task = self.bar.add_task("documents", total=None, chunks=0, rate=0.0)
 
-    def __call__(self, event) -> None:  # an enclave.flows.ProgressEvent (imported with the flows)
+    def __call__(self, event: ProgressEvent) -> None:
         if event.kind == "planned":
             self.total += event.amount
         elif event.kind == "documents":

@@ -80,7 +80,7 @@ class RunRecord:
 @dataclass
 class SourceSummary:
     """One source as ``enclave status`` shows it: documents in the ledger by status, chunk points in
-    the index, the last run (None: never) and the failed documents, oldest reason first."""
+    the index, the last run (None: never) and the failed documents, by reason, then doc id."""
 
     source: str
     documents: int
