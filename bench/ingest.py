@@ -344,12 +344,9 @@ def _timed_flow(settings, **kwargs):
     """Run the ingest flow on ``settings`` (written to a file beside its data_dir: a flow takes a settings
     file); returns (reports, wall seconds, CPU seconds by part, see :func:`_cpu_parts`). Its embedder
     shares the model this process loaded."""
-    import yaml
-
     from enclave.flows import ingest
 
-    config = Path(settings.data_dir).with_suffix(".yaml")
-    config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_unset=True)), encoding="utf-8")
+    config = settings.write_yaml(Path(settings.data_dir).with_suffix(".yaml"))
     started, before = time.perf_counter(), _cpu_parts()
     reports = ingest(config_file=str(config), **kwargs)
     seconds, after = time.perf_counter() - started, _cpu_parts()

@@ -61,12 +61,8 @@ def _subset(corpus: Path, docs: int, into: Path) -> Path:
 
 
 def _config_file(settings, path: Path) -> str:
-    """``settings`` (the fields that were set) written as YAML to ``path``, for the flow's ``config_file``."""
-    import yaml
-
-    path.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_unset=True), sort_keys=False),
-                    encoding="utf-8")
-    return str(path)
+    """``settings`` written as YAML to ``path``, for the flow's ``config_file``."""
+    return str(settings.write_yaml(path))
 
 
 def main() -> None:

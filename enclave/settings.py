@@ -365,6 +365,21 @@ class Settings(BaseSettings):
         """The usage log of answers: ``<data_dir>/usage.jsonl``."""
         return Path(self.data_dir) / "usage.jsonl"
 
+    def write_yaml(self, path: str | os.PathLike[str]) -> Path:
+        """These settings (the fields that were set) as a YAML file at ``path``, which ``load_settings``
+        and the flows' ``config_file`` read back; returns the path. Raises ValueError when an API key is
+        set in the settings themselves: a file would hold it in clear (name it in ``api_key_env`` or
+        ``index.api_key``'s ``ENCLAVE_INDEX__API_KEY`` instead)."""
+        secrets = [g.name for g in self.generators if g.api_key is not None] + (["index"] if self.index.api_key else [])
+        if secrets:
+            raise ValueError(f"settings with API keys cannot be written to a file ({', '.join(secrets)})")
+        import yaml
+
+        target = Path(path)
+        target.write_text(yaml.safe_dump(self.model_dump(mode="json", exclude_unset=True), sort_keys=False),
+                          encoding="utf-8")
+        return target
+
     def route_generators(self) -> list[GeneratorSettings]:
         """The generators in route order."""
         by_name = {g.name: g for g in self.generators}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import Flow, flow, get_run_logger
+from prefect import Flow, flow
 
 from enclave.flows.ingest_pipeline import IngestPipeline
 from enclave.flows.ingest_report import IngestReport, publish_report
@@ -35,14 +35,8 @@ def ingest(source: str | None = None, path: str | None = None, config_file: str 
     """
     settings = load_settings(config_file)
     sources = sources_to_ingest(settings, source, path)
-    logger = get_run_logger()
     with IngestPipeline.from_settings(settings, progress=current_progress()) as pipeline:
-        reports = []
-        for src in sources:
-            report = pipeline.run(src, retry_failed=retry_failed)
-            logger.info("source %s: %s, %d chunks embedded in %.1f s", src.name, report.counts(),
-                        report.chunks_embedded, report.seconds)
-            reports.append(report)
+        reports = [pipeline.run(src, retry_failed=retry_failed) for src in sources]
     publish_report(reports)
     return reports
 
@@ -63,8 +57,6 @@ def ingest_source(source: str, config_file: str | None = None, retry_failed: boo
     settings = load_settings(config_file)
     with IngestPipeline.from_settings(settings, progress=current_progress()) as pipeline:
         report = pipeline.run(settings.source(source), retry_failed=retry_failed)
-    get_run_logger().info("source %s: %s, %d chunks embedded in %.1f s", source, report.counts(),
-                          report.chunks_embedded, report.seconds)
     publish_report([report])
     return report
 

@@ -60,11 +60,14 @@ def publish_report(reports: Sequence[IngestReport]) -> None:
     """Publish the flow run's Prefect artifact ``ingest-report``: per source, documents added (``indexed``),
     updated, deleted, unchanged, skipped and failed, chunks embedded and seconds taken; failed documents
     and their reasons in its description. Shown on the flow run's page in the Prefect UI; kept with the
-    run in the Prefect API. Call it inside a flow run."""
+    run in the Prefect API; each source's line also goes to the run's log. Call it inside a flow run."""
+    from prefect import get_run_logger
     from prefect.artifacts import create_table_artifact
 
-    rows = []
+    rows, logger = [], get_run_logger()
     for report in reports:
+        logger.info("source %s: %s, %d chunks embedded in %.1f s", report.source, report.counts(),
+                    report.chunks_embedded, report.seconds)
         counts = report.counts()
         rows.append({"source": report.source, **{c: counts.get(c, 0) for c in REPORT_COLUMNS},
                      "chunks_embedded": report.chunks_embedded, "seconds": round(report.seconds, 1)})

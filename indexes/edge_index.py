@@ -171,10 +171,11 @@ class EdgeIndex:
 
     def query(self, request: models.QueryRequest) -> list[Hit]:
         prefetches = [qe.Prefetch(limit=int(p.limit or 10), query=_edge_query(p.query, p.using), filter=edge_filter(p.filter))
-                      for p in request.prefetch or []] if isinstance(request.prefetch, list) else None
-        fused = isinstance(request.query, models.RrfQuery)
-        query = (qe.Fusion.Rrf(k=int(request.query.rrf.k or 2), weights=request.query.rrf.weights) if fused
-                 else _edge_query(request.query, request.using))
+                      for p in _as_list(request.prefetch or [])]
+        if isinstance(request.query, models.RrfQuery):  # Qdrant's RRF k defaults to 2
+            query = qe.Fusion.Rrf(k=int(request.query.rrf.k or 2), weights=request.query.rrf.weights)
+        else:
+            query = _edge_query(request.query, request.using)
         edge_request = qe.QueryRequest(limit=int(request.limit or 10), query=query, filter=edge_filter(request.filter),
                                        with_payload=True, **({"prefetches": prefetches} if prefetches else {}))
         with self._lock:
@@ -200,7 +201,7 @@ def _bare_config() -> qe.EdgeConfig:
 def _vectors(point: Point) -> dict[str, Any]:
     vectors: dict[str, Any] = {}
     if point.dense is not None:
-        vectors[DENSE] = list(point.dense)
+        vectors[DENSE] = point.dense
     if point.sparse is not None and point.sparse.indices:  # a chunk of only stopwords or symbols has no terms
         vectors[SPARSE] = qe.SparseVector(list(point.sparse.indices), list(point.sparse.values))
     return vectors

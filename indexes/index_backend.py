@@ -88,7 +88,7 @@ class Point:
 
     id: str
     payload: dict[str, Any]
-    dense: Sequence[float] | None = None
+    dense: list[float] | None = None
     sparse: SparseVector | None = None
 
 

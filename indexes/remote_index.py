@@ -86,7 +86,7 @@ class WirePoint(BaseModel):
     @classmethod
     def of(cls, point: Point) -> WirePoint:
         sparse = point.sparse
-        return cls(id=point.id, payload=point.payload, dense=None if point.dense is None else list(point.dense),
+        return cls(id=point.id, payload=point.payload, dense=point.dense,
                    sparse=None if sparse is None else models.SparseVector(indices=list(sparse.indices),
                                                                          values=list(sparse.values)))
 

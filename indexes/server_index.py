@@ -129,7 +129,7 @@ class ServerIndex:
 def _vectors(point: Point) -> dict[str, Any]:
     vectors: dict[str, Any] = {}
     if point.dense is not None:
-        vectors[DENSE] = list(point.dense)
+        vectors[DENSE] = point.dense
     if point.sparse is not None and point.sparse.indices:
         vectors[SPARSE] = models.SparseVector(indices=list(point.sparse.indices), values=list(point.sparse.values))
     return vectors
