@@ -305,7 +305,9 @@ class Attempt:
 class Generation:
     """A generator's whole answer. Tokens are the generator's own counts (0 where it has none); ``cost``
     in US dollars (see ``enclave.llms.CostTable``); ``seconds`` the answering generator's time;
-    ``attempts`` the route taken, every generator tried in order."""
+    ``attempts`` the route taken, every generator tried in order; ``abstained``: the generator itself
+    declined to answer from these passages (the extractive generator says so; a model's refusal is
+    recognised from its text by ``enclave.llms.abstention.is_abstention``)."""
 
     text: str
     generator: str
@@ -316,6 +318,7 @@ class Generation:
     attempts: list[Attempt] = field(default_factory=list)
     cost: float = 0.0
     seconds: float = 0.0
+    abstained: bool = False
 
 
 class GeneratorUnavailable(Exception):
@@ -400,6 +403,9 @@ class Answer:
     condensed from it and the chat history (by the generator ``condensed_by``, or ``"keywords"``);
     ``generator`` and ``model`` answered; ``attempts`` is the route taken; tokens are the answering
     generator's counts; ``cost`` in US dollars; ``seconds`` wall time of the whole answer path.
+    ``answered`` is False when Enclave declined to answer (the documents do not say), and
+    ``abstention`` then says why: decided from retrieval before any generator ran (``generator`` is
+    then ``"none"``), or the generator's own refusal.
     """
 
     question: str
@@ -414,4 +420,6 @@ class Answer:
     seconds: float = 0.0
     cost: float = 0.0
     condensed_by: str = ""
+    answered: bool = True
+    abstention: str = ""
 

@@ -46,11 +46,13 @@ class SettingsError(ValueError):
 
 class SourceSettings(BaseModel):
     """One document source. ``kind: filesystem`` reads a folder recursively; ``kind: beir`` reads the
-    ``corpus.jsonl`` of a BEIR-format dataset folder (one document per record)."""
+    ``corpus.jsonl`` of a BEIR-format dataset folder (one document per record); ``kind: squad`` a
+    SQuAD-format JSON file (one document per paragraph)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Unique source name.")
-    kind: Literal["filesystem", "beir"] = "filesystem"
-    path: Path = Field(description="Root folder of a filesystem source; the dataset folder of a beir one.")
+    kind: Literal["filesystem", "beir", "squad"] = "filesystem"
+    path: Path = Field(description="Root folder of a filesystem source; the dataset folder of a beir one; "
+                                   "the JSON file of a squad one.")
     include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns, relative to path.")
     exclude: list[str] = Field(default_factory=list, description="Glob patterns, relative to path.")
     groups: list[str] = Field(
@@ -178,6 +180,22 @@ class RetrievalSettings(BaseModel):
     dense_weight: float = Field(default=1.0, gt=0, description="Weight of the dense prefetch in RRF.")
     sparse_weight: float = Field(default=1.0, gt=0, description="Weight of the BM25 prefetch in RRF.")
     prefetch: int = Field(default=100, ge=1, le=10_000, description="Candidates each side contributes to fusion.")
+
+
+class AbstentionSettings(BaseModel):
+    """When Enclave says "the documents do not answer this" (``answered: false``) instead of answering.
+    Before any generator: a year, code or name of the question that no passage mentions
+    (``specific_terms``), no passage sharing ``min_overlap`` of the question's key terms, or a best
+    retrieval score under ``min_score``. After: the generator's own refusal. The extractive
+    generator abstains when no sentence reaches ``extractive_min_similarity`` (cosine, weighted by
+    its passage's rank)."""
+
+    enabled: bool = Field(default=True, description="Check retrieval before asking a generator.")
+    min_overlap: float = Field(default=0.25, ge=0, le=1, description="Share of key terms one passage must hold.")
+    min_score: float | None = Field(default=None, description="Best retrieval score needed (the mode's scale).")
+    specific_terms: bool = Field(default=True, description="Abstain when a year, code or name asked about is in no passage.")
+    extractive_min_similarity: float = Field(
+        default=0.5, ge=-1, le=1, description="The extractive generator's best sentence cosine needed.")
 
 
 class GeneratorSettings(BaseModel):
@@ -327,6 +345,7 @@ class Settings(BaseSettings):
     route: list[str] | None = Field(
         default=None, description="Generator names tried in order; default: all generators in the order listed."
     )
+    abstention: AbstentionSettings = Field(default_factory=AbstentionSettings)
     costs: CostSettings = Field(default_factory=CostSettings)
     circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)

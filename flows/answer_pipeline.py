@@ -25,6 +25,7 @@ from enclave.indexes.chunk_store import ChunkStore, SearchFilter
 from enclave.indexes.embedder import DenseEmbedder
 from enclave.indexes.index_backend import IndexBackend
 from enclave.indexes.retriever import Retriever
+from enclave.llms.abstention import ABSTENTION_TEXT, AbstentionGate
 from enclave.llms.fallback_router import FallbackRouter, Finished, Restart, Token
 from enclave.llms.question_condenser import QuestionCondenser
 from enclave.prompts.answer_prompt import answer_messages
@@ -78,13 +79,18 @@ class AnswerPipeline:
     ``index`` and ``embedder`` may be ones the caller holds (left open); an index the pipeline opens,
     ``close`` closes. Raises [AllGeneratorsFailed][enclave.llms.AllGeneratorsFailed] when no generator
     on the route answers.
+
+    Abstention: when ``gate`` finds nothing in the passages worth asking about, no generator runs and
+    the answer is [ABSTENTION_TEXT][enclave.llms.abstention.ABSTENTION_TEXT] with ``answered=False``;
+    a generator's own refusal also gives ``answered=False`` (and no citations).
     """
 
     def __init__(self, retriever: Retriever, router: FallbackRouter, condenser: QuestionCondenser | None = None,
-                 index: IndexBackend | None = None) -> None:
+                 index: IndexBackend | None = None, gate: AbstentionGate | None = None) -> None:
         self.retriever = retriever
         self.router = router
         self.condenser = condenser or QuestionCondenser()
+        self.gate = gate
         self._owned_index = index
 
     @classmethod
@@ -93,8 +99,10 @@ class AnswerPipeline:
         embedder = embedder or build_embedder(settings)
         backend = index or open_index(settings, embedder.dimension)
         breakers = build_breakers(settings)
+        a = settings.abstention
+        gate = AbstentionGate(a.min_score, a.min_overlap, a.specific_terms) if a.enabled else None
         return cls(build_retriever(settings, embedder, backend), build_route(settings, embedder, breakers),
-                   build_condenser(settings, breakers), index=None if index else backend)
+                   build_condenser(settings, breakers), index=None if index else backend, gate=gate)
 
     @property
     def store(self) -> ChunkStore:
@@ -128,6 +136,15 @@ class AnswerPipeline:
         condensed = self.condenser.run(question, history)
         passages = self.retriever.run(condensed.question, groups, top_k=top_k, where=where)
         yield Retrieved(condensed.question, condensed.by, passages)
+        reason = self.gate.run(condensed.question, passages) if self.gate else None
+        if reason:
+            yield Token(ABSTENTION_TEXT)
+            yield Answered(Answer(
+                question=condensed.question, text=ABSTENTION_TEXT, citations=[], passages=passages, generator="none",
+                model="", seconds=time.perf_counter() - started, condensed_by=condensed.by, answered=False,
+                abstention=reason,
+            ))
+            return
         request = GenerationRequest(condensed.question, passages, answer_messages(condensed.question, passages),
                                     principal=principal)
         for event in self.router.stream(request, only=only):
@@ -135,7 +152,7 @@ class AnswerPipeline:
                 yield event
                 continue
             generation = event.generation
-            numbers = cited_numbers(generation.text, len(passages))
+            numbers = [] if generation.abstained else cited_numbers(generation.text, len(passages))
             citations = [
                 Citation(n, p.doc_id, p.title, p.uri, p.section, p.chunk, p.text, p.score)
                 for n in numbers
@@ -146,6 +163,8 @@ class AnswerPipeline:
                 generator=generation.generator, model=generation.model, attempts=generation.attempts,
                 tokens_in=generation.tokens_in, tokens_out=generation.tokens_out,
                 seconds=time.perf_counter() - started, cost=generation.cost, condensed_by=condensed.by,
+                answered=not generation.abstained,
+                abstention=f"{generation.generator} found no answer in the passages" if generation.abstained else "",
             ))
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from enclave.connectors.beir import BeirCorpusConnector
 from enclave.connectors.filesystem import FilesystemConnector
+from enclave.connectors.squad import SquadConnector
 from enclave.contracts import Connector, Generator, Locality
 from enclave.indexes.chunk_store import ChunkStore, Fusion
 from enclave.indexes.chunker import MarkdownChunker
@@ -32,10 +33,13 @@ from enclave.settings import GeneratorSettings, Settings, SourceSettings
 
 
 def build_connector(source: SourceSettings) -> Connector:
-    """The connector of a configured source (``kind: filesystem`` or ``beir``)."""
+    """The connector of a configured source (``kind: filesystem``, ``beir`` or ``squad``)."""
     if source.kind == "beir":
         return BeirCorpusConnector(source.name, source.path, groups=tuple(source.groups),
                                    classification=source.classification)
+    if source.kind == "squad":
+        return SquadConnector(source.name, source.path, groups=tuple(source.groups),
+                              classification=source.classification)
     return FilesystemConnector(
         source.name, source.path, include=source.include, exclude=source.exclude,
         groups=source.groups, classification=source.classification,
@@ -70,8 +74,9 @@ def build_chunker(settings: Settings, embedder: DenseEmbedder) -> MarkdownChunke
     return MarkdownChunker(embedder, embedder.max_tokens, chunk_tokens=c.chunk_tokens, overlap_tokens=c.overlap_tokens)
 
 
-def build_generator(spec: GeneratorSettings, embedder: DenseEmbedder | None) -> Generator:
-    """One generator, unguarded: ollama, openai (any OpenAI-compatible API), anthropic or extractive."""
+def build_generator(spec: GeneratorSettings, embedder: DenseEmbedder | None, min_similarity: float = 0.0) -> Generator:
+    """One generator, unguarded: ollama, openai (any OpenAI-compatible API), anthropic or extractive
+    (which abstains under ``min_similarity``, see ExtractiveGenerator)."""
     limits = {"timeout": spec.timeout, "first_token_timeout": spec.first_token_timeout or spec.timeout,
               "connect_timeout": spec.connect_timeout, "name": spec.name, "locality": spec.locality}
     if spec.kind == "ollama":
@@ -88,7 +93,8 @@ def build_generator(spec: GeneratorSettings, embedder: DenseEmbedder | None) -> 
         return AnthropicGenerator(spec.model or "", base_url=spec.host, api_key=spec.key(), **limits)
     from enclave.llms.extractive_generator import ExtractiveGenerator
 
-    return ExtractiveGenerator(embed=embedder.embed if embedder else None, name=spec.name, locality=spec.locality)
+    return ExtractiveGenerator(embed=embedder.embed if embedder else None, name=spec.name, locality=spec.locality,
+                               min_similarity=min_similarity)
 
 
 def build_costs(settings: Settings) -> CostTable:
@@ -108,7 +114,7 @@ def build_route(settings: Settings, embedder: DenseEmbedder, breakers: dict[str,
     costs, audit = build_costs(settings), AuditLog(settings.audit_path)
     generators = []
     for spec in settings.route_generators():
-        generator = build_generator(spec, embedder)
+        generator = build_generator(spec, embedder, settings.abstention.extractive_min_similarity)
         if spec.locality == Locality.EXTERNAL:
             redactor = None
             if spec.redact_pii:

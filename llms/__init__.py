@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from enclave.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
+    from enclave.llms.abstention import ABSTENTION_TEXT, AbstentionGate, is_abstention
     from enclave.llms.anthropic_generator import AnthropicGenerator
     from enclave.llms.audit_log import AuditLog, AuditRecord
     from enclave.llms.breaker_guard import BreakerGuard, GeneratorSkipped
@@ -42,12 +43,14 @@ if TYPE_CHECKING:
     from enclave.llms.question_condenser import CondensedQuestion, QuestionCondenser
     from enclave.llms.usage_log import UsageLog, UsageObserver, UsageRecord
 
-__all__ = ["AllGeneratorsFailed", "AnthropicGenerator", "AuditLog", "AuditRecord", "BreakerGuard",
+__all__ = ["ABSTENTION_TEXT", "AbstentionGate", "AllGeneratorsFailed", "AnthropicGenerator", "AuditLog", "AuditRecord",
+    "BreakerGuard",
     "CircuitBreaker", "CondensedQuestion", "CostTable", "EgressDecision", "EgressGuard", "EgressPolicy",
     "EgressRefused", "ExtractiveGenerator", "FallbackRouter", "Finished", "GeneratorSkipped", "OllamaGenerator",
     "OpenAIGenerator", "PiiRedactor", "QuestionCondenser", "Redaction", "Restart", "RouteEvent", "RouteObserver",
-    "Token", "TokenPrice", "UsageLog", "UsageObserver", "UsageRecord", "WrappedGenerator"]
+    "Token", "TokenPrice", "UsageLog", "UsageObserver", "UsageRecord", "WrappedGenerator", "is_abstention"]
 __getattr__, __dir__ = lazy_exports(globals(), {
+    "enclave.llms.abstention": ["ABSTENTION_TEXT", "AbstentionGate", "is_abstention"],
     "enclave.llms.anthropic_generator": ["AnthropicGenerator"],
     "enclave.llms.audit_log": ["AuditLog", "AuditRecord"],
     "enclave.llms.breaker_guard": ["BreakerGuard", "GeneratorSkipped"],

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from enclave.contracts import Generation, GenerationRequest, Locality, Usage
+from enclave.llms.abstention import ABSTENTION_TEXT, key_terms
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n{2,}|\n(?=\s*[-*#|>]|\s*\d+[.)]\s)")
 _MARKDOWN_NOISE = re.compile(r"^[#>*\-\s|]+|[*_`]+")
@@ -32,8 +33,11 @@ class ExtractiveGenerator:
     ``0.5 + 0.5 * score / best score`` (passages with a ``score``, e.g. ``ScoredChunk``): a sentence of
     a passage that only shares words with the question (hybrid search brings those in) does not
     outrank one of the passage retrieval put first. ``max_sentences`` sentences at most are quoted,
-    best first. With no passages it says the documents hold nothing relevant. Never raises
-    GeneratorUnavailable.
+    best first. With no passages it says the documents hold nothing relevant.
+
+    It abstains (answers [ABSTENTION_TEXT][enclave.llms.abstention.ABSTENTION_TEXT]) when no sentence
+    is close enough to the question: the best weighted cosine under ``min_similarity`` (with ``embed``),
+    or no passage it would quote sharing a key term with the question. Never raises GeneratorUnavailable.
     """
 
     def __init__(
@@ -42,9 +46,11 @@ class ExtractiveGenerator:
         max_sentences: int = 3,
         name: str = "extractive",
         locality: Locality = Locality.LOCAL,
+        min_similarity: float = 0.0,
     ) -> None:
         self.embed = embed
         self.max_sentences = max_sentences
+        self.min_similarity = min_similarity
         self.name = name
         self.model = "extractive"
         self.locality = Locality(locality)
@@ -71,6 +77,13 @@ class ExtractiveGenerator:
         weights = _passage_weights(request.passages)
         scores = scores * np.array([weights[number - 1] for number, _ in candidates])
         best = np.argsort(-scores, kind="stable")[: self.max_sentences]
+        asked = key_terms(request.question)
+        quoted = {candidates[i][0] for i in best}
+        shares_term = not asked or any(asked & key_terms(f"{request.passages[n - 1].title} {request.passages[n - 1].text}")
+                                       for n in quoted)
+        if not shares_term or (self.embed is not None and scores[best[0]] < self.min_similarity):
+            return Generation(text=ABSTENTION_TEXT, generator=self.name, model="extractive", locality=self.locality,
+                              abstained=True)
         lines = [f"- {candidates[i][1]} [{candidates[i][0]}]" for i in best]
         return Generation(
             text=NO_MODEL_NOTICE + "\n\n" + "\n".join(lines),

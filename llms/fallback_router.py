@@ -27,6 +27,7 @@ from enclave.contracts import (
     Locality,
     Usage,
 )
+from enclave.llms.abstention import is_abstention
 from enclave.llms.cost_table import CostTable
 from enclave.llms.egress_guard import EgressGuard
 from enclave.llms.egress_policy import EgressPolicy
@@ -154,10 +155,11 @@ class FallbackRouter:
                 continue
             seconds = time.perf_counter() - started
             attempts.append(Attempt(generator.name, AttemptOutcome.ANSWERED, "", seconds))
+            text = "".join(pieces).strip()
             generation = Generation(
-                text="".join(pieces).strip(), generator=generator.name, model=generator.model,
+                text=text, generator=generator.name, model=generator.model,
                 locality=generator.locality, tokens_in=usage.tokens_in, tokens_out=usage.tokens_out,
-                attempts=attempts, seconds=seconds,
+                attempts=attempts, seconds=seconds, abstained=is_abstention(text),
             )
             generation.cost = self.costs.cost(generator.name, generator.model, generator.locality,
                                               usage.tokens_in, usage.tokens_out, seconds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from enclave.contracts import Generation, GenerationRequest, Generator, GeneratorUnavailable, Usage
+from enclave.llms.abstention import is_abstention
 
 EMPTY_ANSWER = "the model returned an empty answer"
 
@@ -68,5 +69,6 @@ def collect(generator: Generator, request: GenerationRequest) -> Generation:
             usage = item
         else:
             pieces.append(item)
-    return Generation(text="".join(pieces).strip(), generator=generator.name, model=generator.model,
-                      locality=generator.locality, tokens_in=usage.tokens_in, tokens_out=usage.tokens_out)
+    text = "".join(pieces).strip()
+    return Generation(text=text, generator=generator.name, model=generator.model, locality=generator.locality,
+                      tokens_in=usage.tokens_in, tokens_out=usage.tokens_out, abstained=is_abstention(text))

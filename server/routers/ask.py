@@ -103,6 +103,9 @@ class AskResponse(BaseModel):
     tokens_out: int
     cost: float = Field(description="US dollars: tokens at the model's price, or a local generator's hardware time.")
     seconds: float
+    answered: bool = Field(description="False when the documents do not answer the question and Enclave says so "
+                                       "(the answer is then a refusal with no citations).")
+    abstention: str = Field(default="", description="Why it did not answer; empty when it answered.")
 
 
 def ask_response(answer: Answer) -> AskResponse:
@@ -112,6 +115,7 @@ def ask_response(answer: Answer) -> AskResponse:
         generator=answer.generator, model=answer.model,
         route=[AttemptOut(**a.__dict__) for a in answer.attempts],
         tokens_in=answer.tokens_in, tokens_out=answer.tokens_out, cost=answer.cost, seconds=answer.seconds,
+        answered=answer.answered, abstention=answer.abstention,
     )
 
 

@@ -94,6 +94,7 @@ class ChatCompletion(BaseModel):
     usage: Usage
     citations: list[CitationOut] = Field(description="Enclave extension: the passages cited as [n].")
     generator: str = Field(description="Enclave extension: the generator that answered.")
+    answered: bool = Field(description="Enclave extension: false when the documents do not answer the question.")
 
 
 def sources_list(answer: Answer) -> str:
@@ -129,7 +130,7 @@ def _completion(answer: Answer, model: str) -> ChatCompletion:
         usage=Usage(prompt_tokens=answer.tokens_in, completion_tokens=answer.tokens_out,
                     total_tokens=answer.tokens_in + answer.tokens_out),
         citations=[CitationOut(**c.__dict__) for c in answer.citations],
-        generator=answer.generator,
+        generator=answer.generator, answered=answer.answered,
     )
 
 
@@ -162,7 +163,7 @@ async def _chunks(stream: AnswerStream, model: str) -> AsyncIterator[str]:
                               total_tokens=answer.tokens_in + answer.tokens_out)
                 yield chunk({}, "stop", usage=usage.model_dump(),
                             citations=[CitationOut(**c.__dict__).model_dump() for c in answer.citations],
-                            generator=answer.generator)
+                            generator=answer.generator, answered=answer.answered)
     except AllGeneratorsFailed as exc:  # after the first token: OpenAI's in-stream error shape
         yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error', 'code': 503}})}\n\n"
     yield "data: [DONE]\n\n"

@@ -157,3 +157,23 @@ def test_the_passage_retrieval_ranked_first_outweighs_a_mere_word_match():
         GenerationRequest(question, [Scored(p.title, "", p.text, 1.0) for p in (top, lexical)], []))
     assert unweighted.text.endswith("[2]")
     assert ExtractiveGenerator(max_sentences=1).run(request).text.endswith("face painting and a petting zoo at the party. [1]")
+
+
+def test_abstains_when_no_sentence_is_close_to_the_question(embedder, make_request, manual):
+    from enclave.contracts import AttemptOutcome
+    from enclave.llms import FallbackRouter
+    from enclave.llms.abstention import ABSTENTION_TEXT
+
+    generator = ExtractiveGenerator(embed=embedder.embed, min_similarity=0.5)
+    asked = make_request("Which football club won the league in 1998?", manual)
+    refusal = generator.run(asked)
+    assert refusal.text == ABSTENTION_TEXT and refusal.abstained
+    # through the route: recognised from the text, as any generator's refusal is
+    routed = FallbackRouter([generator]).run(asked)
+    assert routed.abstained and routed.attempts[0].outcome == AttemptOutcome.ANSWERED
+    answer = generator.run(make_request("How often must the seal on the impeller be changed?", manual))
+    assert not answer.abstained and quoted(answer.text)[0][1] == 2
+    # without embeddings it abstains only when no passage it would quote shares a key term with the question
+    overlap = ExtractiveGenerator(min_similarity=0.99)
+    assert overlap.run(asked).text == ABSTENTION_TEXT
+    assert not overlap.run(make_request("How often is the impeller seal replaced?", manual)).abstained

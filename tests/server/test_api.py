@@ -40,10 +40,30 @@ def test_ask_cites_the_document_that_holds_the_answer(client):
     for citation in body["citations"]:
         assert f"[{citation['number']}]" in body["answer"]
         assert citation["uri"].startswith("file://") and citation["text"]
-    assert body["generator"] == "extractive"
+    assert body["generator"] == "extractive" and body["answered"] is True and body["abstention"] == ""
     assert [a["generator"] for a in body["route"]] == ["ollama", "extractive"]
     # Ollama is down: refused, or (after repeated refusals in this session's shared pipeline) skipped by its breaker
     assert "cannot connect" in body["route"][0]["error"] or body["route"][0]["error"].startswith("skipped: failing")
+
+
+def test_a_question_the_documents_do_not_answer_is_refused_in_every_endpoint(client):
+    question = "What was the root cause of incident INC-3107?"  # the documents hold the post-mortem of INC-2291
+    body = client.post("/v1/ask", json={"question": question}).json()
+    assert body["answered"] is False and body["citations"] == [] and body["route"] == []
+    assert body["answer"] == "The documents do not answer this question."
+    assert "inc-3107" in body["abstention"]
+    chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": question}]}).json()
+    assert chat["answered"] is False and chat["citations"] == []
+    assert chat["choices"][0]["message"]["content"] == "The documents do not answer this question."
+    with client.stream("POST", "/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": question}], "stream": True}) as response:
+        events = [json.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: ") and line != "data: [DONE]"]
+    assert events[-1]["answered"] is False
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events) == "The documents do not answer this question."
+    answered = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "What was the root "
+                                                                      "cause of incident INC-2291?"}]}).json()
+    assert answered["answered"] is True and answered["citations"]
 
 
 def test_ask_rejects_bad_requests_with_4xx(client):
@@ -57,9 +77,11 @@ def test_ask_narrows_retrieval_by_the_callers_filter(client):
     question = {"question": "What is the minimum length for a password?", "top_k": 10}
     only_pdf = client.post("/v1/ask", json={**question, "filter": {"doc_types": ["pdf"]}})
     assert only_pdf.status_code == 200, only_pdf.text
-    uris = [c["uri"] for c in only_pdf.json()["citations"]]
+    # the policy is a .md file: filtered out, so the PDFs left do not answer and Enclave says so
+    assert only_pdf.json()["answered"] is False and "14 characters" not in only_pdf.json()["answer"]
+    agency = {"question": "Which travel agency books flights, hotels and train tickets?", "top_k": 10}
+    uris = [c["uri"] for c in client.post("/v1/ask", json={**agency, "filter": {"doc_types": ["pdf"]}}).json()["citations"]]
     assert uris and all(uri.endswith(".pdf") for uri in uris)
-    assert "14 characters" not in only_pdf.json()["answer"]  # the policy is a .md file: filtered out
     # files are modified when the test copies them, never in 2001
     assert client.post("/v1/ask", json={**question, "filter": {"modified_to": "2001-01-01T00:00:00Z"}}).json()["citations"] == []
     recent = client.post("/v1/ask", json={**question,
@@ -71,7 +93,7 @@ def test_ask_narrows_retrieval_by_the_callers_filter(client):
     assert client.post("/v1/ask", json={**question, "filter": {"modified_from": "last tuesday"}}).status_code == 422
     # the OpenAI-compatible endpoint takes the same filter as an extension field (extra_body in OpenAI clients)
     chat = client.post("/v1/chat/completions", json={
-        "messages": [{"role": "user", "content": question["question"]}], "filter": {"doc_types": ["pdf"]}})
+        "messages": [{"role": "user", "content": agency["question"]}], "filter": {"doc_types": ["pdf"]}})
     assert chat.status_code == 200, chat.text
     assert chat.json()["citations"] and all(c["uri"].endswith(".pdf") for c in chat.json()["citations"])
 
@@ -151,7 +173,7 @@ def test_with_ollama_up_the_answer_comes_from_the_model_with_its_citation(halvar
     assert body["tokens_in"] > 0 and body["tokens_out"] > 0
     # the prompt the model saw holds the numbered passages and the question
     prompt = request["messages"][-1]["content"]
-    assert prompt.startswith("Context passages:") and "[1] " in prompt and "minimum length for a password" in prompt
+    assert prompt.startswith("Passages:") and "[1] " in prompt and "minimum length for a password" in prompt
 
 
 def test_retrieve_returns_the_chunks_the_caller_may_see(client):
