@@ -17,9 +17,11 @@ from enclave.lazy_exports import lazy_exports
 if TYPE_CHECKING:
     from enclave.connectors.beir import BeirCorpusConnector, DatasetError
     from enclave.connectors.filesystem import FilesystemConnector
+    from enclave.connectors.squad import SquadConnector, SquadQuestion
 
-__all__ = ["BeirCorpusConnector", "DatasetError", "FilesystemConnector"]
+__all__ = ["BeirCorpusConnector", "DatasetError", "FilesystemConnector", "SquadConnector", "SquadQuestion"]
 __getattr__, __dir__ = lazy_exports(globals(), {
     "enclave.connectors.beir": ["BeirCorpusConnector", "DatasetError"],
     "enclave.connectors.filesystem": ["FilesystemConnector"],
+    "enclave.connectors.squad": ["SquadConnector", "SquadQuestion"],
 })

@@ -27,6 +27,7 @@ from rich.table import Table
 from enclave.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:  # the flows load only with the commands that run them
+    from enclave.flows.evaluation_report import EvaluationReport
     from enclave.flows.progress import ProgressEvent
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Enclave: private RAG over your documents.")
@@ -210,12 +211,21 @@ def evaluate(
     split: str = typer.Option("test", "--split", help="For a BEIR dataset: the qrels split (qrels/<split>.tsv)."),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Where to write the report (default: <data_dir>/eval/<name>)."),
+    answers: bool = typer.Option(
+        False, "--answers", help="Also answer the questions and score the answers (a SQuAD or QA file)."),
+    generators: str | None = typer.Option(
+        None, "--generators", help="With --answers: 'route' and/or generator names, comma-separated "
+        "(default: the route, then each of its generators alone)."),
+    questions: int | None = typer.Option(
+        None, "--questions", min=1, help="With --answers: answer a fixed sample of this many questions."),
     config: Path | None = ConfigOption,
 ) -> None:
     """Measure retrieval on a dataset: ingest it into a collection of its own (eval-<name>; a re-run
     embeds nothing), run every query in each mode and print nDCG@10, recall@10/100, MRR@10, hit@k
-    and latency p50/p95. Writes evaluation.json, .md and .png, and a Prefect artifact. Exits 2 on a
-    bad dataset or option."""
+    and latency p50/p95. With --answers, also answer each question through the whole answer path, per
+    generator, and print exact match, token F1, citation precision/recall, abstention precision/recall
+    and time to first token. Writes evaluation.json, .md and .png, and a Prefect artifact. Exits 2 on
+    a bad dataset or option."""
     _quiet_libraries()
     settings = _settings(config)
     from enclave.connectors.beir import DatasetError
@@ -232,11 +242,18 @@ def evaluate(
         raise typer.Exit(2)
     reporter = _ProgressReporter()
     try:
-        load_dataset(dataset, documents, split)  # a bad dataset fails here, before Prefect and the model start
+        data = load_dataset(dataset, documents, split)  # a bad dataset fails here, before Prefect and the model start
+        if answers and not data.golds:
+            raise DatasetError(f"{dataset}: --answers needs gold answers (a SQuAD or QA file); a BEIR dataset has none")
+        choices = ["route", *(g.name for g in settings.route_generators())]
+        labels = [g.strip() for g in generators.split(",") if g.strip()] if generators else None
+        if labels is not None and (not labels or set(labels) - set(choices)):
+            raise DatasetError(f"--generators: choose from {', '.join(choices)}")
         with reporter.bar, reporting_progress(reporter):
             report = evaluate_flow(str(dataset), modes=chosen, documents=str(documents) if documents else None,
                                    split=split, output_dir=str(output) if output else None,
-                                   config_file=_config_file(config))
+                                   config_file=_config_file(config), answers=answers, generators=labels,
+                                   max_questions=questions)
     except (DatasetError, IndexUnavailable, FileNotFoundError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -249,6 +266,8 @@ def evaluate(
             table.add_row(result.mode, *(f"{result.metrics[n]:.4f}" for n in names),
                           f"{result.latency_p50_ms:.1f}", f"{result.latency_p95_ms:.1f}")
         console.print(table)
+        if report.answer_results:
+            console.print(_answer_table(report))
     else:  # logs: the Markdown table, whole lines however narrow the log
         print(report.to_markdown(), flush=True)
     console.print(f"ingest {report.ingest_seconds:.1f} s ({report.chunks_embedded} chunks embedded); "
@@ -256,6 +275,20 @@ def evaluate(
     folder = Path(output) if output else Path(settings.data_dir) / "eval" / report.dataset
     console.print(f"report: {folder / 'evaluation.json'}, {folder / 'evaluation.md'}, {folder / 'evaluation.png'}",
                   soft_wrap=True, markup=False)
+
+
+def _answer_table(report: EvaluationReport) -> Table:
+    from enclave.flows.evaluation_report import ANSWER_QUALITY
+
+    first = report.answer_results[0]
+    table = Table("generator", *(n.replace("_", " ") for n in ANSWER_QUALITY), "TTFT p50 s", "total p50 s",
+                  "tokens in/out", "$ / answer",
+                  title=f"answers: {first.answerable} answerable, {first.unanswerable} unanswerable questions")
+    for result in report.answer_results:
+        m = result.metrics
+        table.add_row(result.generator, *(f"{m[n]:.3f}" for n in ANSWER_QUALITY), f"{m['first_token_p50_s']:.2f}",
+                      f"{m['total_p50_s']:.2f}", f"{m['tokens_in']:.0f}/{m['tokens_out']:.0f}", f"{m['cost_usd']:.6f}")
+    return table
 
 
 @app.command()
@@ -285,6 +318,8 @@ def ask(
     finally:
         pipeline.close()
     console.print(answer.text, markup=False, soft_wrap=True)
+    if not answer.answered:
+        console.print(f"\n[yellow]answered: no[/yellow] ({answer.abstention})", soft_wrap=True)
     if answer.citations:
         console.print("\n[bold]Sources[/bold]")
         for c in answer.citations:

@@ -65,7 +65,11 @@ def test_ask_prints_a_cited_answer(workdir):
     assert "expired TLS certificate" in result.stdout
     assert "incident-postmortem-inc-2291.md" in result.stdout
     assert "route: ollama (failed:" in result.stdout and "extractive" in result.stdout
-    assert "tokens in/out:" in result.stdout and "cost: $" in result.stdout
+    assert "tokens in/out:" in result.stdout and "cost: $" in result.stdout and "answered: no" not in result.stdout
+    refused = _enclave("ask", "What was the root cause of incident INC-3107?", cwd=workdir)
+    assert refused.returncode == 0, refused.stderr
+    assert "The documents do not answer this question." in refused.stdout
+    assert "answered: no (no passage mentions inc-3107)" in refused.stdout
 
 
 def test_invalid_config_names_the_field(tmp_path):
@@ -80,17 +84,23 @@ def test_eval_prints_the_table_and_writes_the_report(tmp_path, examples):
     (tmp_path / "enclave.yaml").write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data")}), encoding="utf-8")
     questions = examples.parent / "questions.yaml"
     result = _enclave("eval", str(questions), "--documents", str(examples), "--modes", "sparse,hybrid",
-                      "-o", str(tmp_path / "report"), cwd=tmp_path)
+                      "--answers", "--generators", "extractive", "-o", str(tmp_path / "report"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith(("| sparse |", "| hybrid |"))]
     assert len(rows) == 2, result.stdout
     assert "ndcg@10" in result.stdout and "p95 ms" in result.stdout
+    assert "## Answers: 20 questions (14 answerable, 6 not)" in result.stdout
+    [answers] = [line for line in result.stdout.splitlines() if line.startswith("| extractive |")]
+    assert "abstention_recall" in result.stdout and len(answers.split("|")) == 19, answers  # 17 columns
     assert {p.name for p in (tmp_path / "report").iterdir()} == {"evaluation.json", "evaluation.md", "evaluation.png"}
 
     bad_mode = _enclave("eval", str(questions), "--modes", "dense,fuzzy", cwd=tmp_path)
     assert bad_mode.returncode == 2 and "fuzzy" in bad_mode.stderr
     no_documents = _enclave("eval", str(questions), cwd=tmp_path)
     assert no_documents.returncode == 2 and "--documents" in no_documents.stderr
+    bad_generator = _enclave("eval", str(questions), "--documents", str(examples), "--answers", "--generators", "gpt-9",
+                             cwd=tmp_path)
+    assert bad_generator.returncode == 2 and "choose from route, ollama, extractive" in bad_generator.stderr
 
 
 def test_audit_and_costs_report_the_records_of_a_session(tmp_path):

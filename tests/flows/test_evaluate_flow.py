@@ -111,7 +111,9 @@ def test_qa_file_with_sources_and_with_answers_only(examples, tmp_path, embedder
     report = evaluate(str(questions), modes=["dense", "hybrid"], documents=str(examples), config_file=config,
                       output_dir=str(tmp_path / "out"))
     cases = yaml.safe_load(questions.read_text())
-    assert report.kind == "qa" and report.judged_queries == len(cases) == report.queries
+    answerable = [c for c in cases if c.get("answerable", True)]
+    assert report.kind == "qa" and report.queries == len(cases) and report.judged_queries == len(answerable)
+    assert len(cases) - len(answerable) == 6  # the questions the documents do not answer are not judged here
     assert report.documents == 14
     hybrid = {r.mode: r for r in report.results}["hybrid"]
     assert hybrid.metrics["hit@5"] >= 0.85, hybrid.ndcg_by_query
@@ -153,3 +155,87 @@ def test_bad_datasets_get_clear_errors(beir, tmp_path, examples):
         list(BeirCorpusConnector("tiny", beir).list_documents())
     with pytest.raises(ValueError, match="unknown retrieval modes"):
         evaluate(str(beir), modes=["dense", "fuzzy"], config_file=write_settings(Settings(data_dir=tmp_path / "data"), tmp_path))
+
+
+SQUAD_TINY = {"version": "v2.0", "data": [{"title": "Halvard", "paragraphs": [
+    {"context": "Halvard Instruments was founded in 1994 in Stavanger. It makes pressure sensors.",
+     "qas": [{"id": "a1", "question": "In which year was Halvard Instruments founded?",
+              "answers": [{"text": "1994", "answer_start": 35}], "is_impossible": False},
+             {"id": "u1", "question": "In which year did Halvard Instruments open its Bergen office?",
+              "answers": [], "plausible_answers": [{"text": "1994", "answer_start": 35}], "is_impossible": True}]},
+    {"context": "The standard warranty on every Halvard product is 36 months from delivery.",
+     "qas": [{"id": "a2", "question": "How long is the standard warranty on Halvard products?",
+              "answers": [{"text": "36 months", "answer_start": 50}], "is_impossible": False},
+             {"id": "u2", "question": "What colour are the warranty certificates printed on?",
+              "answers": [], "is_impossible": True}]},
+]}]}
+
+
+def test_answers_are_scored_per_generator(tmp_path, embedder):
+    from standins.openai_server import OpenAIStandIn
+
+    from enclave.settings import CostSettings, GeneratorSettings
+
+    dataset = tmp_path / "tiny-squad.json"
+    dataset.write_text(json.dumps(SQUAD_TINY), encoding="utf-8")
+    with OpenAIStandIn(models=["qwen-local"]) as server:
+        settings = Settings(
+            data_dir=tmp_path / "data",
+            generators=[GeneratorSettings(name="llamacpp", kind="openai", model="qwen-local", host=server.url,
+                                          locality="local"),
+                        GeneratorSettings(name="extractive", kind="extractive")],
+            costs=CostSettings(local_hourly={"llamacpp": 3.6}),
+        )
+        config = write_settings(settings, tmp_path)
+        report = evaluate(str(dataset), modes=["hybrid"], config_file=config, answers=True,
+                          output_dir=str(tmp_path / "out"))
+        prompts = [r["body"]["messages"][-1]["content"] for r in server.requests if r["path"].endswith("/completions")]
+
+    assert report.kind == "squad" and report.documents == 2 and report.judged_queries == 2
+    assert [r.generator for r in report.answer_results] == ["route", "llamacpp", "extractive"]
+    by_name = {r.generator: r for r in report.answer_results}
+    for result in report.answer_results:
+        assert (result.questions, result.answerable, result.unanswerable) == (4, 2, 2)
+        m = result.metrics
+        # u1 asks about a Bergen office no passage mentions: refused before any generator runs
+        refused = {a["qid"]: a for a in result.answers if not a["answered"]}
+        assert "u1" in refused and refused["u1"]["generator"] == "none", result.answers
+        assert m["abstention_recall"] >= 0.5 and m["failed"] == 0.0
+        assert 0.0 <= m["first_token_p50_s"] <= m["total_p95_s"]
+    # the stand-in answers with passage [1]'s first sentence, cited: right for both answerable questions
+    local = by_name["llamacpp"].metrics
+    assert local["contains"] == 1.0 and local["citation_precision"] == 1.0 and local["citation_recall"] == 1.0, \
+        by_name["llamacpp"].answers
+    assert local["tokens_in"] > 0 and local["cost_usd"] > 0  # priced as local hardware time
+    assert by_name["extractive"].metrics["tokens_in"] == 0
+    assert len(prompts) >= 3 and not any("Bergen" in p for p in prompts)  # the gate kept u1 from the model
+
+    out = tmp_path / "out"
+    saved = json.loads((out / "evaluation.json").read_text())
+    assert saved["answer_results"][1]["metrics"] == local
+    assert {a["qid"] for a in saved["answer_results"][1]["answers"]} == {"a1", "a2", "u1", "u2"}
+    markdown = (out / "evaluation.md").read_text()
+    assert "## Answers: 4 questions (2 answerable, 2 not)" in markdown and "| llamacpp |" in markdown
+    table = markdown[markdown.index("| generator |"):].splitlines()[:5]
+    assert len({line.count("|") for line in table}) == 1, table  # header, separator and rows line up
+    artifacts = _artifact("evaluation-tiny-squad")
+    assert artifacts and "| extractive |" in artifacts[0].data
+
+    with pytest.raises(ValueError, match="unknown generators"):
+        evaluate(str(dataset), modes=["hybrid"], config_file=config, answers=True, generators=["gpt-9"])
+
+
+def test_answers_need_gold_answers(beir, tmp_path):
+    config = write_settings(Settings(data_dir=tmp_path / "data"), tmp_path)
+    with pytest.raises(DatasetError, match="no gold answers"):
+        evaluate(str(beir), modes=["hybrid"], config_file=config, answers=True)
+
+
+def test_sample_questions_keeps_the_share_of_unanswerable_ones():
+    from enclave.flows.evaluate_flow import sample_questions
+
+    golds = {f"a{i}": ["x"] for i in range(60)} | {f"u{i}": [] for i in range(40)}
+    sample = sample_questions(golds, 10)
+    assert len(sample) == 10 and sum(1 for q in sample if not golds[q]) == 4
+    assert sample == sample_questions(golds, 10)  # the same sample every run
+    assert sorted(sample_questions(golds, None)) == sorted(golds)
