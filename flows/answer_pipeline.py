@@ -26,6 +26,7 @@ from enclave.indexes.embedder import DenseEmbedder
 from enclave.indexes.index_backend import IndexBackend
 from enclave.indexes.retriever import Retriever
 from enclave.llms.abstention import ABSTENTION_TEXT, AbstentionGate
+from enclave.llms.citation_grounding import ground_citations
 from enclave.llms.fallback_router import FallbackRouter, Finished, Restart, Token
 from enclave.llms.question_condenser import QuestionCondenser
 from enclave.prompts.answer_prompt import answer_messages
@@ -83,6 +84,10 @@ class AnswerPipeline:
     Abstention: when ``gate`` finds nothing in the passages worth asking about, no generator runs and
     the answer is [ABSTENTION_TEXT][enclave.llms.abstention.ABSTENTION_TEXT] with ``answered=False``;
     a generator's own refusal also gives ``answered=False`` (and no citations).
+
+    Citations: a ``[n]`` whose passage does not hold the claim before it is moved to the passage that
+    does ([ground_citations][enclave.llms.citation_grounding.ground_citations]); the Answered event
+    carries the corrected text, which can differ from the Tokens streamed before it.
     """
 
     def __init__(self, retriever: Retriever, router: FallbackRouter, condenser: QuestionCondenser | None = None,
@@ -152,14 +157,15 @@ class AnswerPipeline:
                 yield event
                 continue
             generation = event.generation
-            numbers = [] if generation.abstained else cited_numbers(generation.text, len(passages))
+            text = generation.text if generation.abstained else ground_citations(generation.text, passages)
+            numbers = [] if generation.abstained else cited_numbers(text, len(passages))
             citations = [
                 Citation(n, p.doc_id, p.title, p.uri, p.section, p.chunk, p.text, p.score)
                 for n in numbers
                 for p in [passages[n - 1]]
             ]
             yield Answered(Answer(
-                question=condensed.question, text=generation.text, citations=citations, passages=passages,
+                question=condensed.question, text=text, citations=citations, passages=passages,
                 generator=generation.generator, model=generation.model, attempts=generation.attempts,
                 tokens_in=generation.tokens_in, tokens_out=generation.tokens_out,
                 seconds=time.perf_counter() - started, cost=generation.cost, condensed_by=condensed.by,

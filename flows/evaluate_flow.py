@@ -54,6 +54,8 @@ CHUNKS_PER_QUERY = 2 * DEPTH
 QA_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl")
 #: The answer evaluation's name for the whole configured route (the others are generator names).
 ROUTE = "route"
+#: Who asks, in the usage and audit logs, when the evaluation answers questions.
+EVAL_PRINCIPAL = "enclave-eval"
 
 
 @dataclass
@@ -233,7 +235,7 @@ def answer_questions(pipeline: AnswerPipeline, queries: dict[str, str], golds: d
         first_token = None
         answer = None
         try:
-            for event in pipeline.stream(question, groups, only=only):
+            for event in pipeline.stream(question, groups, principal=EVAL_PRINCIPAL, only=only):
                 if isinstance(event, Token) and first_token is None:
                     first_token = time.perf_counter() - started
                 elif isinstance(event, Answered):

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from enclave.contracts import Passage
 
-#: What Enclave says when the documents do not answer: the answer prompt asks generators for this sentence.
 ABSTENTION_TEXT = "The documents do not answer this question."
+"""What Enclave says when the documents do not answer: the answer prompt asks generators for this sentence."""
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _TERM = re.compile(r"\w+(?:[-/.]\w+)*", re.UNICODE)  # keeps codes whole: INC-2291, HX-400, 3.5
