@@ -1,6 +1,6 @@
 """Answer quality with a real local model: llama.cpp's server and Qwen2.5-Coder-1.5B-Instruct (Q4_K_M).
 
-    make eval-local                          # or: .venv/bin/python bench/eval_local.py --questions 100
+    make eval-local                          # or: .venv/bin/python bench/eval_local.py --questions 150
 
 What it does, each step skipped when already done (everything lives under build/eval-local/):
 
@@ -160,7 +160,7 @@ def write_settings(port: int, top_k: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--questions", type=int, default=100,
+    parser.add_argument("--questions", type=int, default=150,
                         help="SQuAD questions the local model answers (a fixed sample; 0: all 706, about 70 min)")
     parser.add_argument("--generators", default="route,local,extractive", help="comma-separated: route, local, extractive")
     parser.add_argument("--top-k", type=int, default=3, help="passages per question (the prompt grows ~150 tokens each)")

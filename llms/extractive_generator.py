@@ -72,7 +72,8 @@ class ExtractiveGenerator:
             for sentence in split_sentences(passage.text)
         ]
         if not candidates:
-            return Generation(text=NO_CONTEXT_ANSWER, generator=self.name, model="extractive", locality=self.locality)
+            return Generation(text=NO_CONTEXT_ANSWER, generator=self.name, model="extractive", locality=self.locality,
+                              abstained=True)
         scores = self._scores(request.question, [sentence for _, sentence in candidates])
         weights = _passage_weights(request.passages)
         scores = scores * np.array([weights[number - 1] for number, _ in candidates])
