@@ -228,3 +228,29 @@ def test_an_external_answer_abandoned_midway_is_still_audited(tmp_path):
     [record] = audit.records()
     assert (record.principal, record.outcome, record.reason) == ("ola", "failed", "the answer was not read to its end")
     assert record.chunks_sent == ["c-public", "c-internal"]
+
+
+def test_a_local_openai_compatible_server_gets_no_egress_guard_and_is_priced_by_the_hour(tmp_path):
+    from types import SimpleNamespace
+
+    from enclave.flows.components import build_breakers, build_route
+    from enclave.llms.egress_guard import EgressGuard
+    from enclave.llms.generator import WrappedGenerator
+    from enclave.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, costs={"local_hourly": {"llamacpp": 3.6}}, generators=[
+        {"name": "llamacpp", "kind": "openai", "model": "qwen", "host": "http://127.0.0.1:9/v1", "locality": "local"},
+        {"name": "gpt", "kind": "openai", "model": "gpt-4o-mini", "host": "http://127.0.0.1:9/v1"},
+    ])
+    route = build_route(settings, SimpleNamespace(embed=None), build_breakers(settings))
+
+    def egress_guarded(generator) -> bool:
+        while isinstance(generator, WrappedGenerator) and not isinstance(generator, EgressGuard):
+            generator = generator.generator
+        return isinstance(generator, EgressGuard)
+
+    local, external = route.generators
+    assert (local.name, local.locality, egress_guarded(local)) == ("llamacpp", "local", False)
+    assert (external.name, external.locality, egress_guarded(external)) == ("gpt", "external", True)
+    # 10 s of hardware at $3.60 an hour, whatever the tokens
+    assert route.costs.cost("llamacpp", "qwen", "local", 1000, 100, 10.0) == pytest.approx(0.01)
