@@ -193,7 +193,9 @@ class AbstentionSettings(BaseModel):
     enabled: bool = Field(default=True, description="Check retrieval before asking a generator.")
     min_overlap: float = Field(default=0.25, ge=0, le=1, description="Share of key terms one passage must hold.")
     min_score: float | None = Field(default=None, description="Best retrieval score needed (the mode's scale).")
-    specific_terms: bool = Field(default=True, description="Abstain when a year, code or name asked about is in no passage.")
+    specific_terms: bool = Field(
+        default=True, description="Abstain when a year, code or name asked about is in no passage (English: "
+        "capitalised words count as names; turn off for languages that capitalise every noun).")
     extractive_min_similarity: float = Field(
         default=0.5, ge=-1, le=1, description="The extractive generator's best sentence cosine needed.")
 

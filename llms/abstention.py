@@ -3,8 +3,8 @@
 Two checks, one before and one after the generator:
 
 - [AbstentionGate][enclave.llms.abstention.AbstentionGate] looks at what retrieval returned: no
-  passage, no passage sharing a key term of the question, or (when configured) a best score under a
-  threshold means nothing is worth sending to a generator.
+  passage, a year, code or name of the question that no passage mentions, too few shared key terms,
+  or (when configured) a best score under a threshold means nothing is worth sending to a generator.
 - [is_abstention][enclave.llms.abstention.is_abstention] recognises a generator's own refusal (the
   prompt asks for [ABSTENTION_TEXT][enclave.llms.abstention.ABSTENTION_TEXT]; small models paraphrase
   it, so the common paraphrases count too).
@@ -95,9 +95,9 @@ def missing_terms(question: str, passages: Sequence[Passage]) -> list[str]:
 
 
 def is_abstention(text: str) -> bool:
-    """Whether a generator's answer declines to answer: its first sentence (after any heading or
-    notice line) is a refusal such as "The documents do not answer this question." An answer that
-    answers and then remarks that something else is not mentioned is not an abstention."""
+    """Whether a generator's answer declines to answer: its first sentence (or line) is a refusal such
+    as "The documents do not answer this question.", or it is empty once ``[n]`` markers are removed.
+    An answer that answers and then remarks that something else is not mentioned is not an abstention."""
     body = re.sub(r"\[\d{1,3}\]", "", text).strip()
     if not body:
         return True
@@ -118,17 +118,18 @@ class AbstentionGate:
 
     Checks, in order: any passage at all; ``min_score``, the retrieval score (the mode's own scale:
     cosine for dense, RRF for hybrid) the best passage must reach (None skips it); with
-    ``specific_terms``, every year, code and name of the question (see
-    [specific_terms][enclave.llms.abstention.specific_terms]) must occur in some passage: a question
-    about incident INC-3107 is not answered by the post-mortem of INC-2291, nor one about 2023 by the
-    2024 figures; ``min_overlap``, the share of the question's key terms (see
+    ``check_specific_terms``, every year, code and name of the question (see
+    [specific_terms][enclave.llms.abstention.specific_terms]) must occur together in one passage: a
+    question about incident INC-3107 is not answered by the post-mortem of INC-2291, nor one about 2023
+    by the 2024 figures (capitalisation marks names, so this suits English questions; turn it off for
+    languages that capitalise every noun); ``min_overlap``, the share of the question's key terms (see
     [key_terms][enclave.llms.abstention.key_terms]) that at least one passage must contain.
     Returns the reason to abstain, or None to go on to the generator.
     """
 
     min_score: float | None = None
     min_overlap: float = 0.25
-    specific_terms: bool = True
+    check_specific_terms: bool = True
 
     def run(self, question: str, passages: Sequence[Passage]) -> str | None:
         if not passages:
@@ -137,7 +138,7 @@ class AbstentionGate:
             scores = [s for s in (getattr(p, "score", None) for p in passages) if isinstance(s, (int, float))]
             if scores and max(scores) < self.min_score:
                 return f"the best passage scores {max(scores):.3f}, under {self.min_score}"
-        if self.specific_terms:
+        if self.check_specific_terms:
             missing = missing_terms(question, passages)
             if missing:
                 return f"no passage mentions {', '.join(missing)}"
