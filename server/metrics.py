@@ -59,7 +59,9 @@ class ServerMetrics:
       tried in vain when none did; ``reason`` is the attempt's [AttemptOutcome][enclave.contracts.AttemptOutcome]:
       ``failed``, ``skipped`` (circuit breaker open) or ``not_sent`` (egress policy);
     - ``enclave_egress_withheld_total{generator}``: requests the egress policy kept from an external generator;
-    - ``enclave_no_answer_total``: questions no generator on the route answered.
+    - ``enclave_no_answer_total``: questions no generator on the route answered;
+    - ``enclave_abstentions_total{generator}``: answers that said the documents do not answer (``answered:
+      false``), by who decided: ``none`` for the abstention gate (no generator ran), else the generator.
 
     Thread-safe (the routers record from the threadpool).
     """
@@ -86,6 +88,9 @@ class ServerMetrics:
         self.egress_withheld = Counter("enclave_egress_withheld", "Requests the egress policy kept from an "
                                        "external generator", ["generator"], registry=r)
         self.no_answer = Counter("enclave_no_answer", "Questions no generator on the route answered", registry=r)
+        self.abstentions = Counter("enclave_abstentions", "Answers saying the documents do not answer the question, "
+                                   "by who decided (none: the abstention gate, before any generator)", ["generator"],
+                                   registry=r)
 
     def record_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """One HTTP request: ``route`` its path template (or ``other``), ``seconds`` until its body ended."""
@@ -100,6 +105,8 @@ class ServerMetrics:
         self.generator_tokens.labels(generator, "in").inc(max(int(answer.tokens_in or 0), 0))
         self.generator_tokens.labels(generator, "out").inc(max(int(answer.tokens_out or 0), 0))
         self.generator_cost.labels(generator).inc(max(float(answer.cost or 0.0), 0.0))
+        if not getattr(answer, "answered", True):
+            self.abstentions.labels(generator).inc()
         self._record_attempts(answer.attempts)
 
     def record_no_answer(self, attempts: Iterable[Attempt]) -> None:

@@ -188,6 +188,12 @@ def test_an_extractive_answer_records_the_fallback_from_ollama(client, halvard_p
     assert value(samples, "enclave_fallbacks_total", generator="extractive", reason="failed") == 0
     assert value(samples, "enclave_generator_tokens_total", generator="extractive", direction="out") == 0
     assert value(samples, "enclave_no_answer_total") == 0
+    assert not any(name == "enclave_abstentions_total" for name, _ in samples)  # it answered
+
+    refused = halvard_pipeline.ask("What was the root cause of incident INC-3107?", groups=["everyone"])
+    assert not refused.answered and refused.generator == "none"
+    client.app.state.metrics.record_answer(refused)
+    assert value(scrape(client), "enclave_abstentions_total", generator="none") == 1
 
 
 def test_an_ollama_answer_records_its_tokens_and_cost(client, halvard_pipeline):
