@@ -75,11 +75,8 @@ SQUAD = Path(os.environ.get("ENCLAVE_TEST_CORPORA", ROOT.parent / "shared" / "co
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def install_engine() -> Path:

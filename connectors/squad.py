@@ -93,12 +93,16 @@ class SquadConnector:
                 classification=self.classification, extension=".md",
             )
 
+    @cached_property
+    def _by_id(self) -> dict[str, tuple[str, dict]]:
+        return {doc_id: (title, paragraph) for doc_id, title, paragraph in self._paragraphs()}
+
     def fetch(self, document: SourceDocument) -> bytes:
         """The paragraph as Markdown. Raises FileNotFoundError for a document the file does not hold."""
-        for doc_id, title, paragraph in self._paragraphs():
-            if doc_id == document.doc_id:
-                return _markdown(title, paragraph["context"])
-        raise FileNotFoundError(f"{document.doc_id!r} is not in {self.file}")
+        if document.doc_id not in self._by_id:
+            raise FileNotFoundError(f"{document.doc_id!r} is not in {self.file}")
+        title, paragraph = self._by_id[document.doc_id]
+        return _markdown(title, paragraph["context"])
 
     def questions(self) -> list[SquadQuestion]:
         """Every question, in file order. Raises DatasetError for a question without an id or text."""

@@ -229,8 +229,8 @@ def evaluate(
     _quiet_libraries()
     settings = _settings(config)
     from enclave.connectors.beir import DatasetError
+    from enclave.flows.evaluate_flow import ROUTE, load_dataset
     from enclave.flows.evaluate_flow import evaluate as evaluate_flow
-    from enclave.flows.evaluate_flow import load_dataset
     from enclave.flows.progress import reporting_progress
     from enclave.indexes.chunk_store import MODES
     from enclave.indexes.index_backend import IndexUnavailable
@@ -245,7 +245,7 @@ def evaluate(
         data = load_dataset(dataset, documents, split)  # a bad dataset fails here, before Prefect and the model start
         if answers and not data.golds:
             raise DatasetError(f"{dataset}: --answers needs gold answers (a SQuAD or QA file); a BEIR dataset has none")
-        choices = ["route", *(g.name for g in settings.route_generators())]
+        choices = [ROUTE, *(g.name for g in settings.route_generators())]
         labels = [g.strip() for g in generators.split(",") if g.strip()] if generators else None
         if labels is not None and (not labels or set(labels) - set(choices)):
             raise DatasetError(f"--generators: choose from {', '.join(choices)}")

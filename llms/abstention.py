@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from enclave.contracts import Passage
+from enclave.prompts.function_words import STOPWORDS
 
 ABSTENTION_TEXT = "The documents do not answer this question."
 """What Enclave says when the documents do not answer: the answer prompt asks generators for this sentence."""
@@ -28,16 +29,6 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _TERM = re.compile(r"\w+(?:[-/.]\w+)*", re.UNICODE)  # keeps codes whole: INC-2291, HX-400, 3.5
 _POSSESSIVE = re.compile(r"['’]s\b")
 
-#: English function words and question words: not key terms.
-STOPWORDS = frozenset("""
-a about above after again against all also am an and any are as at be because been before being below between both
-but by can could did do does doing down during each few for from further had has have having he her here hers
-herself him himself his how i if in into is it its itself just me more most my myself no nor not now of off on once
-only or other our ours ourselves out over own same she should so some such than that the their theirs them
-themselves then there these they this those through to too under until up very was we were what when where which
-while who whom whose why will with would you your yours yourself yourselves many much one ones get got
-name named called kind type use used tell give say said s t
-""".split())
 
 # A refusal, in the forms small and large models write it: "The documents do not answer...", "The provided
 # passages do not contain/mention...", "There is no information about...", "I cannot answer...", "not mentioned".
@@ -59,10 +50,16 @@ _REFUSAL = re.compile(
 )
 
 
+def content_words(text: str) -> set[str]:
+    """The case-folded words of ``text`` that are not function words (``enclave.prompts.function_words``):
+    two or more characters, or a digit."""
+    return {w for w in (m.casefold() for m in _WORD.findall(text)) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())}
+
+
 def key_terms(text: str) -> set[str]:
-    """The content words of ``text``: case-folded words of two or more characters that are not
-    stopwords, cut to their first six characters (a crude stem: "founded" and "founding" match)."""
-    return {w[:6] for w in (m.casefold() for m in _WORD.findall(text)) if len(w) > 1 and w not in STOPWORDS}
+    """The [content_words][enclave.llms.abstention.content_words] of ``text`` of two or more characters,
+    cut to their first six (a crude stem: "founded" and "founding" match)."""
+    return {w[:6] for w in content_words(text) if len(w) > 1}
 
 
 def _fold(text: str) -> str:

@@ -13,24 +13,24 @@ import re
 from collections.abc import Sequence
 
 from enclave.contracts import Passage
-from enclave.llms.abstention import STOPWORDS
+from enclave.llms.abstention import content_words
 
 _MARKERS = re.compile(r"(?:\s*\[\d{1,3}\])+")
 _NUMBER = re.compile(r"\[(\d{1,3})\]")
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def _content_words(text: str) -> set[str]:
-    return {w for w in (m.casefold() for m in _WORD.findall(text)) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())}
+def _passage_words(passage: Passage) -> set[str]:
+    return content_words(f"{passage.title} {passage.text}")
+
+
+def _share(words: set[str], held: set[str]) -> float:
+    return len(words & held) / len(words) if words else 0.0
 
 
 def support(claim: str, passage: Passage) -> float:
     """The share of ``claim``'s content words found in ``passage`` (title and text), in [0, 1]; 0 for
     a claim without content words."""
-    words = _content_words(claim)
-    if not words:
-        return 0.0
-    return len(words & _content_words(f"{passage.title} {passage.text}")) / len(words)
+    return _share(content_words(claim), _passage_words(passage))
 
 
 def ground_citations(text: str, passages: Sequence[Passage], min_support: float = 0.6, keep_ratio: float = 0.8) -> str:
@@ -43,25 +43,26 @@ def ground_citations(text: str, passages: Sequence[Passage], min_support: float 
     """
     if not passages:
         return text
+    held = [_passage_words(p) for p in passages]  # once per answer, not once per claim
     pieces, start = [], 0
     for group in _MARKERS.finditer(text):
         claim = text[start:group.start()]
         pieces.append(claim)
-        pieces.append(_grounded(group.group(0), claim, passages, min_support, keep_ratio))
+        pieces.append(_grounded(group.group(0), content_words(claim), held, min_support, keep_ratio))
         start = group.end()
     pieces.append(text[start:])
     return "".join(pieces)
 
 
-def _grounded(group: str, claim: str, passages: Sequence[Passage], min_support: float, keep_ratio: float) -> str:
-    if len(_content_words(claim)) < 2:
+def _grounded(group: str, claim: set[str], held: list[set[str]], min_support: float, keep_ratio: float) -> str:
+    if len(claim) < 2:
         return group
-    scores = [support(claim, p) for p in passages]
-    best = max(range(len(passages)), key=lambda i: scores[i])
+    scores = [_share(claim, words) for words in held]
+    best = max(range(len(held)), key=lambda i: scores[i])
     if scores[best] < min_support:
         return group
     cited = [int(n) for n in _NUMBER.findall(group)]
-    if any(1 <= n <= len(passages) and scores[n - 1] >= keep_ratio * scores[best] for n in cited):
+    if any(1 <= n <= len(held) and scores[n - 1] >= keep_ratio * scores[best] for n in cited):
         return group
     spacing = group[: len(group) - len(group.lstrip())]
     return f"{spacing}[{best + 1}]"

@@ -6,18 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from enclave.prompts.function_words import STOPWORDS
 from enclave.prompts.template import PromptTemplate
-
-#: Words that say nothing about what a question is about (English and Norwegian function words).
-STOPWORDS = frozenset("""
-a about above after again against all also am an and any are as at be because been before being below
-between both but by can could did do does doing down during each few for from further had has have having
-he her here hers him his how i if in into is it its itself just me more most my no nor not now of off on
-once only or other our ours out over own same she should so some such than that the their theirs them then
-there these they this those through to too under until up very was we were what when where which while who
-whom why will with would you your yours yes please thanks thank tell say said give know like get one two
-og i jeg du det er som en et på til av for med har de den ikke om var seg men kan vi så hva hvor når
-""".split())
 
 _WORD = re.compile(r"[^\W\d_][\w'-]*|\d[\w.-]*", re.UNICODE)
 _SOURCES = re.compile(r"\n+Sources:\n.*\Z", re.DOTALL)
