@@ -17,11 +17,16 @@ from enclave.lazy_exports import lazy_exports
 if TYPE_CHECKING:
     from enclave.connectors.beir import BeirCorpusConnector, DatasetError
     from enclave.connectors.filesystem import FilesystemConnector
+    from enclave.connectors.group_map import GroupMappedConnector
+    from enclave.connectors.s3 import S3Connector
     from enclave.connectors.squad import SquadConnector, SquadQuestion
 
-__all__ = ["BeirCorpusConnector", "DatasetError", "FilesystemConnector", "SquadConnector", "SquadQuestion"]
+__all__ = ["BeirCorpusConnector", "DatasetError", "FilesystemConnector", "GroupMappedConnector", "S3Connector",
+           "SquadConnector", "SquadQuestion"]
 __getattr__, __dir__ = lazy_exports(globals(), {
     "enclave.connectors.beir": ["BeirCorpusConnector", "DatasetError"],
     "enclave.connectors.filesystem": ["FilesystemConnector"],
+    "enclave.connectors.group_map": ["GroupMappedConnector"],
+    "enclave.connectors.s3": ["S3Connector"],
     "enclave.connectors.squad": ["SquadConnector", "SquadQuestion"],
 })

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from enclave.connectors.path_patterns import matches_any
 from enclave.contracts import Classification, SourceDocument
 
 
@@ -56,7 +56,7 @@ class FilesystemConnector:
                 continue
             if not path.is_file() or path.is_symlink():
                 continue
-            if not _matches_any(rel, self.include) or _matches_any(rel, self.exclude):
+            if not matches_any(rel, self.include) or matches_any(rel, self.exclude):
                 continue
             stat = path.stat()
             yield SourceDocument(
@@ -85,10 +85,3 @@ class FilesystemConnector:
         return path
 
 
-def _matches_any(rel: str, patterns: list[str]) -> bool:
-    for pattern in patterns:
-        if fnmatch.fnmatchcase(rel, pattern):
-            return True
-        if pattern.startswith("**/") and fnmatch.fnmatchcase(rel, pattern[3:]):
-            return True
-    return False

@@ -42,7 +42,7 @@ from typing import Any, Protocol, runtime_checkable
 __all__ = [
     "Answer", "Attempt", "AttemptOutcome", "Chunk", "Citation", "Classification", "Connector", "DocumentStatus",
     "Generation", "GenerationRequest", "Generator", "GeneratorUnavailable", "Locality", "Passage", "ScoredChunk",
-    "SourceDocument", "SyncOutcome", "Usage", "point_id",
+    "SourceDocument", "SourceUnavailable", "SyncOutcome", "Usage", "point_id",
 ]
 
 
@@ -86,11 +86,14 @@ class DocumentStatus(StrEnum):
 
 
 class SyncOutcome(StrEnum):
-    """What one ingest run did with one document."""
+    """What one ingest run did with one document. ``acl_updated``: the content is unchanged but its
+    groups or classification changed, so only its chunks' payload was rewritten (no fetch, no
+    embedding)."""
 
     INDEXED = "indexed"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
+    ACL_UPDATED = "acl_updated"
     SKIPPED = "skipped"
     FAILED = "failed"
     DELETED = "deleted"
@@ -226,6 +229,13 @@ class ScoredChunk:
         )
 
 
+class SourceUnavailable(OSError):
+    """A source could not be listed (unreachable, 401/403, 5xx, a timeout, a cut-off page of results).
+    The ingest of that source fails with this error and deletes nothing: a listing that did not finish
+    never reads as "every document was removed". The message names the source and the cause, never a
+    credential."""
+
+
 class Connector(Protocol):
     """Where documents come from: a source lists its items and fetches their bytes on demand.
 
@@ -239,7 +249,8 @@ class Connector(Protocol):
     ``source`` names the source; every listed document has ``source == connector.source`` and a
     ``doc_id`` that starts with ``"<source>:"``. ``list_documents`` yields every item the source has
     now; a listing that fails raises (any exception, e.g. OSError): it must never end early as if the
-    items were gone, since the ingest deletes what a listing no longer holds. ``fetch`` raises OSError
+    items were gone, since the ingest deletes what a listing no longer holds (remote connectors raise
+    [SourceUnavailable][enclave.contracts.SourceUnavailable]). ``fetch`` raises OSError
     for an item that cannot be read (the ingest records it as failed, reason ``unreadable``, and goes
     on); TimeoutError, ConnectionError and similar transient errors are retried by the ingest task.
     A connector shipped to a Dask worker (``ingest.task_runner: dask``) must be picklable.

@@ -44,28 +44,68 @@ class SettingsError(ValueError):
     """Raised when the configuration is invalid; the message names each offending field."""
 
 
+class S3Settings(BaseModel):
+    """Where a ``kind: s3`` source reads: a bucket of AWS S3 or of an S3-compatible store (MinIO, Ceph,
+    ...). Credentials: ``access_key_id``/``secret_access_key`` here, else boto3's own chain (the
+    ``AWS_*`` environment variables, ``~/.aws``, an instance role). A document's groups and
+    classification come from the object's user metadata (``x-amz-meta-<groups_key>``, one HEAD per
+    object and sync) or its tags (one GetObjectTagging), per ``acl_from``; ``source`` uses the
+    source's ``groups`` and ``classification`` for every object (listing only). An object without the
+    key falls back to the source's."""
+
+    bucket: str = Field(min_length=3, max_length=63, description="Bucket name.")
+    prefix: str = Field(default="", description="Only keys starting with this, e.g. 'contracts/'.")
+    endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint, e.g. http://minio:9000; "
+                                                                "None: AWS.")
+    region: str | None = Field(default=None, description="e.g. eu-north-1; None: boto3's default.")
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    acl_from: Literal["metadata", "tags", "source"] = "metadata"
+    groups_key: str = Field(default="groups", description="Metadata key or tag holding comma-separated groups.")
+    classification_key: str = Field(default="classification",
+                                    description="Metadata key or tag holding the classification label.")
+    page_size: int = Field(default=1000, ge=1, le=1000, description="Keys per ListObjectsV2 page.")
+    timeout: float = Field(default=30.0, gt=0, description="Connect and read timeout per request, in seconds.")
+
+
 class SourceSettings(BaseModel):
     """One document source. ``kind: filesystem`` reads a folder recursively; ``kind: beir`` reads the
     ``corpus.jsonl`` of a BEIR-format dataset folder (one document per record); ``kind: squad`` a
-    SQuAD-format JSON file (one document per paragraph)."""
+    SQuAD-format JSON file (one document per paragraph); ``kind: s3`` a bucket (its ``s3`` block).
+    ``group_map`` renames the groups a source grants (its own names: an LDAP group, a space's
+    readers) to Enclave's groups; a group it does not name is kept as it is."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Unique source name.")
-    kind: Literal["filesystem", "beir", "squad"] = "filesystem"
-    path: Path = Field(description="Root folder of a filesystem source; the dataset folder of a beir one; "
-                                   "the JSON file of a squad one.")
-    include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns, relative to path.")
-    exclude: list[str] = Field(default_factory=list, description="Glob patterns, relative to path.")
+    kind: Literal["filesystem", "beir", "squad", "s3"] = "filesystem"
+    path: Path | None = Field(default=None, description="Root folder of a filesystem source; the dataset folder of "
+                                                        "a beir one; the JSON file of a squad one.")
+    s3: S3Settings | None = Field(default=None, description="The bucket of a kind: s3 source.")
+    include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns, relative to path "
+                                                                             "(to the prefix for s3).")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns, relative to path (prefix for s3).")
     groups: list[str] = Field(
         default_factory=lambda: ["everyone"],
-        description="ACL: the groups allowed to see this source's documents.",
+        description="ACL: the groups allowed to see this source's documents (for s3: those without their own).",
     )
     classification: Classification = Classification.INTERNAL
+    group_map: dict[str, str] = Field(default_factory=dict,
+                                      description="The source's group names to Enclave groups, e.g. "
+                                                  "{'confluence-users': 'staff'}.")
     schedule: str | None = Field(
         default=None,
         description="Cron expression of the source's scheduled ingestion (prefect.yaml deployment ingest-<name>), "
         "e.g. '0 * * * *' for hourly; None: not scheduled.",
     )
     timezone: str = Field(default="UTC", description="IANA time zone the schedule is read in, e.g. Europe/Oslo.")
+
+    @model_validator(mode="after")
+    def _where(self) -> SourceSettings:
+        if self.kind == "s3":
+            if self.s3 is None:
+                raise ValueError(f"source {self.name!r} is kind s3: give its s3 block (bucket, ...)")
+        elif self.path is None:
+            raise ValueError(f"source {self.name!r} is kind {self.kind}: give its path")
+        return self
 
     @field_validator("schedule")
     @classmethod

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from enclave.connectors.beir import BeirCorpusConnector
 from enclave.connectors.filesystem import FilesystemConnector
+from enclave.connectors.group_map import GroupMappedConnector
+from enclave.connectors.s3 import S3Connector
 from enclave.connectors.squad import SquadConnector
 from enclave.contracts import Connector, Generator, Locality
 from enclave.indexes.chunk_store import ChunkStore, Fusion
@@ -33,17 +35,32 @@ from enclave.settings import GeneratorSettings, Settings, SourceSettings
 
 
 def build_connector(source: SourceSettings) -> Connector:
-    """The connector of a configured source (``kind: filesystem``, ``beir`` or ``squad``)."""
+    """The connector of a configured source (``kind: filesystem``, ``beir``, ``squad`` or ``s3``), its groups
+    renamed by the source's ``group_map`` when it has one."""
+    connector: Connector
     if source.kind == "beir":
-        return BeirCorpusConnector(source.name, source.path, groups=tuple(source.groups),
+        connector = BeirCorpusConnector(source.name, source.path, groups=tuple(source.groups),
+                                        classification=source.classification)
+    elif source.kind == "squad":
+        connector = SquadConnector(source.name, source.path, groups=tuple(source.groups),
                                    classification=source.classification)
-    if source.kind == "squad":
-        return SquadConnector(source.name, source.path, groups=tuple(source.groups),
-                              classification=source.classification)
-    return FilesystemConnector(
-        source.name, source.path, include=source.include, exclude=source.exclude,
-        groups=source.groups, classification=source.classification,
-    )
+    elif source.kind == "s3":
+        s3 = source.s3
+        assert s3 is not None  # SourceSettings requires it for kind s3
+        connector = S3Connector(
+            source.name, s3.bucket, prefix=s3.prefix, endpoint_url=s3.endpoint_url, region=s3.region,
+            access_key_id=s3.access_key_id.get_secret_value() if s3.access_key_id else None,
+            secret_access_key=s3.secret_access_key.get_secret_value() if s3.secret_access_key else None,
+            acl_from=s3.acl_from, groups_key=s3.groups_key, classification_key=s3.classification_key,
+            include=source.include, exclude=source.exclude, groups=source.groups,
+            classification=source.classification, page_size=s3.page_size, timeout=s3.timeout,
+        )
+    else:
+        connector = FilesystemConnector(
+            source.name, source.path, include=source.include, exclude=source.exclude,
+            groups=source.groups, classification=source.classification,
+        )
+    return GroupMappedConnector(connector, source.group_map) if source.group_map else connector
 
 
 def build_embedder(settings: Settings) -> DenseEmbedder:

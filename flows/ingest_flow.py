@@ -90,7 +90,7 @@ def sources_to_ingest(settings: Settings, source: str | None = None, path: str |
         if not folder.is_dir():
             raise FileNotFoundError(f"{path} is not a folder")
         name = "".join(c if c.isalnum() or c in "_.-" else "-" for c in folder.resolve().name) or "files"
-        existing = [s for s in settings.sources if Path(s.path).resolve() == folder.resolve()]
+        existing = [s for s in settings.sources if s.path is not None and Path(s.path).resolve() == folder.resolve()]
         return existing or [SourceSettings(name=name, path=folder)]
     if source is not None:
         return [settings.source(source)]

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect.context import FlowRunContext
@@ -34,6 +34,7 @@ from enclave.flows.ingest_tasks import (
     fetch_documents,
     list_documents,
     parse_documents,
+    update_permissions,
     upsert_chunks,
 )
 from enclave.flows.progress import ProgressCallback, ProgressEvent, ProgressKind
@@ -47,12 +48,15 @@ from enclave.settings import Settings, SourceSettings
 @dataclass
 class SyncPlan:
     """A source's listing compared with its ledger: ``todo`` (new, changed, or failed and retried),
-    ``settled`` (outcomes of documents whose version is unchanged: nothing to fetch) and ``gone``
-    (ledger entries of documents the source no longer lists)."""
+    ``settled`` (outcomes of documents whose version is unchanged: nothing to fetch), ``gone`` (ledger
+    entries of documents the source no longer lists) and ``acl_changed`` (indexed documents whose
+    version is unchanged but whose groups or classification changed, with their entries: a payload
+    update each, nothing to fetch or embed; their outcomes are in ``settled`` as ``acl_updated``)."""
 
     todo: list[SourceDocument]
     settled: list[DocumentOutcome]
     gone: list[LedgerEntry]
+    acl_changed: list[tuple[SourceDocument, LedgerEntry]] = field(default_factory=list)
 
     @staticmethod
     def of(docs: Sequence[SourceDocument], known: dict[str, LedgerEntry], retry_failed: bool = False) -> SyncPlan:
@@ -66,6 +70,9 @@ class SyncPlan:
                 failed = entry.status == DocumentStatus.FAILED
                 status = SyncOutcome(entry.status) if entry.status in (DocumentStatus.FAILED, DocumentStatus.SKIPPED) \
                     else SyncOutcome.UNCHANGED
+                if status == SyncOutcome.UNCHANGED and not entry.same_acl(doc.groups, doc.classification):
+                    plan.acl_changed.append((doc, entry))
+                    status = SyncOutcome.ACL_UPDATED
                 detail = f"not retried: unchanged since {entry.updated_at}" if failed else entry.detail
                 plan.settled.append(DocumentOutcome(doc.doc_id, doc.uri, status, chunks=entry.chunks,
                                                     reason=entry.reason, detail=detail))
@@ -135,6 +142,7 @@ class IngestPipeline:
         self._progress(ProgressKind.PLANNED, connector.source, len(docs) + len(plan.gone))
         self._progress(ProgressKind.DOCUMENTS, connector.source, len(plan.settled))
 
+        self._call(update_permissions, self.store, self.ledger, plan.acl_changed)
         for batch in self._prepared(connector, plan.todo, known):
             self._call(upsert_chunks, self.store, self.ledger, batch)
             report.outcomes += [item.outcome for item in batch.parsed]

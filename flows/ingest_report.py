@@ -52,15 +52,17 @@ class IngestReport:
 
 
 #: The columns of the run's artifact table, one row per source.
-REPORT_COLUMNS = tuple(str(s) for s in (SyncOutcome.INDEXED, SyncOutcome.UPDATED, SyncOutcome.DELETED,
-                                        SyncOutcome.UNCHANGED, SyncOutcome.SKIPPED, SyncOutcome.FAILED))
+REPORT_COLUMNS = tuple(str(s) for s in (SyncOutcome.INDEXED, SyncOutcome.UPDATED, SyncOutcome.ACL_UPDATED,
+                                        SyncOutcome.DELETED, SyncOutcome.UNCHANGED, SyncOutcome.SKIPPED,
+                                        SyncOutcome.FAILED))
 
 
 def publish_report(reports: Sequence[IngestReport]) -> None:
     """Publish the flow run's Prefect artifact ``ingest-report``: per source, documents added (``indexed``),
-    updated, deleted, unchanged, skipped and failed, chunks embedded and seconds taken; failed documents
-    and their reasons in its description. Shown on the flow run's page in the Prefect UI; kept with the
-    run in the Prefect API; each source's line also goes to the run's log. Call it inside a flow run."""
+    updated, with only their permissions updated (``acl_updated``), deleted, unchanged, skipped and failed,
+    chunks embedded and seconds taken; failed documents and their reasons in its description. Shown on the
+    flow run's page in the Prefect UI; kept with the run in the Prefect API; each source's line also goes
+    to the run's log. Call it inside a flow run."""
     from prefect import get_run_logger
     from prefect.artifacts import create_table_artifact
 

@@ -145,8 +145,11 @@ def upsert_chunks(store: ChunkStore, ledger: SyncLedger, batch: EmbeddedBatch) -
     entries = []
     for item, doc_chunks in items:
         outcome = item.outcome
-        if outcome.status == SyncOutcome.UNCHANGED:  # new version, same bytes: only the version moves on
-            entries.append(replace(item.previous, version=item.doc.version, updated_at=now_iso()))
+        acl = {"groups": list(item.doc.groups), "classification": str(item.doc.classification)}
+        if outcome.status == SyncOutcome.UNCHANGED:  # new version, same bytes: only the version (and ACL) move on
+            if not item.previous.same_acl(item.doc.groups, item.doc.classification):
+                store.set_acl(item.doc.doc_id, item.doc.groups, item.doc.classification)
+            entries.append(replace(item.previous, version=item.doc.version, updated_at=now_iso(), **acl))
             continue
         indexed = outcome.status in (SyncOutcome.INDEXED, SyncOutcome.UPDATED)
         if indexed and item.previous is not None:
@@ -157,9 +160,20 @@ def upsert_chunks(store: ChunkStore, ledger: SyncLedger, batch: EmbeddedBatch) -
             doc_id=item.doc.doc_id, source=item.doc.source, version=item.doc.version,
             content_hash=item.content_hash, chunks=len(doc_chunks) if indexed else 0,
             status=DocumentStatus.INDEXED if indexed else DocumentStatus(outcome.status), uri=item.doc.uri,
-            reason=outcome.reason, detail=outcome.detail,
+            reason=outcome.reason, detail=outcome.detail, **acl,
         ))
     ledger.put(entries)
+
+
+@task(name="update-permissions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def update_permissions(store: ChunkStore, ledger: SyncLedger, changed: Sequence[tuple[SourceDocument, LedgerEntry]]) -> None:
+    """Documents whose content is unchanged but whose groups or classification changed: rewrite the ACL
+    in their chunks' payload, then their ledger entries (no fetch, no parse, no embedding). A crash between
+    the two leaves the old ACL in the ledger, so the next run does it again."""
+    for doc, _ in changed:
+        store.set_acl(doc.doc_id, doc.groups, doc.classification)
+    ledger.put([replace(entry, groups=list(doc.groups), classification=str(doc.classification), updated_at=now_iso())
+                for doc, entry in changed])
 
 
 @task(name="delete-documents", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)

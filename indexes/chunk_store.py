@@ -104,6 +104,12 @@ class ChunkStore:
         """Delete every chunk of ``doc_id`` (by the indexed ``doc_id`` field: the cost follows its chunks)."""
         self.backend.delete(Store.CHUNKS, all_of(match("doc_id", doc_id)))
 
+    def set_acl(self, doc_id: str, groups: Sequence[str], classification: str) -> None:
+        """Replace the ACL (``groups``) and ``classification`` in the payload of every chunk of ``doc_id``:
+        a permission change costs one payload update, no parse and no embedding."""
+        self.backend.set_payload(Store.CHUNKS, {"groups": list(groups), "classification": str(classification)},
+                                 all_of(match("doc_id", doc_id)))
+
     def delete_chunks_from(self, doc_id: str, first: int) -> None:
         """Delete chunks number ``first`` and above of ``doc_id`` (stale after the document shrank)."""
         self.backend.delete(Store.CHUNKS, all_of(match("doc_id", doc_id),

@@ -153,6 +153,10 @@ class EdgeIndex:
         with self._lock:
             self._shards[store].update(qe.UpdateOperation.delete_points(list(ids)))
 
+    def set_payload(self, store: Store, payload: dict[str, Any], selector: models.Filter) -> None:
+        with self._lock:
+            self._shards[store].update(qe.UpdateOperation.set_payload_by_filter(edge_filter(selector), payload))
+
     def scroll(self, store: Store, selector: models.Filter | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         shard, offset, condition = self._shards[store], None, edge_filter(selector)
         while True:

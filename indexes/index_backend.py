@@ -133,6 +133,11 @@ class IndexBackend(Protocol):
         """Delete the points with these ids (absent ones are ignored)."""
         ...
 
+    def set_payload(self, store: Store, payload: dict[str, Any], selector: models.Filter) -> None:
+        """Set the keys of ``payload`` on every point ``selector`` selects (other keys and the vectors
+        stay as they are)."""
+        ...
+
     def scroll(self, store: Store, selector: models.Filter | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """(id, payload) of each selected point, in id order."""
         ...

@@ -112,6 +112,12 @@ class DeleteIdsBody(BaseModel):
     ids: list[str] = Field(max_length=100_000)
 
 
+class SetPayloadBody(BaseModel):
+    store: Store
+    payload: dict[str, Any]
+    filter: models.Filter
+
+
 class QueryBody(BaseModel):
     request: models.QueryRequest
 
@@ -169,6 +175,9 @@ class RemoteIndex:
 
     def delete_ids(self, store: Store, ids: Sequence[str]) -> None:
         self._call("delete_ids", wire_json(DeleteIdsBody(store=store, ids=list(ids))))
+
+    def set_payload(self, store: Store, payload: dict[str, Any], selector: models.Filter) -> None:
+        self._call("set_payload", wire_json(SetPayloadBody(store=store, payload=payload, filter=selector)))
 
     def scroll(self, store: Store, selector: models.Filter | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         try:

@@ -100,6 +100,10 @@ class ServerIndex:
     def delete_ids(self, store: Store, ids: Sequence[str]) -> None:
         self.client.delete(self._names[store], points_selector=models.PointIdsList(points=list(ids)), wait=True)
 
+    def set_payload(self, store: Store, payload: dict[str, Any], selector: models.Filter) -> None:
+        self.client.set_payload(self._names[store], payload=payload, points=models.FilterSelector(filter=selector),
+                                wait=True)
+
     def scroll(self, store: Store, selector: models.Filter | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         offset = None
         while True:

@@ -28,7 +28,9 @@ class LedgerEntry:
     pending entry has no version, so the next run redoes the document, or deletes it if the source no
     longer has it). ``reason`` is a short category for skipped and failed ones (``encrypted``,
     ``empty``...), ``detail`` the underlying message; ``chunks`` the number of points the document has
-    in the index; ``updated_at`` ISO 8601 UTC.
+    in the index; ``updated_at`` ISO 8601 UTC. ``groups`` and ``classification`` are the ACL and label
+    its chunks carry, so a sync sees a permission change that left the version alone (None: written
+    before Enclave kept them, treated as changed).
     """
 
     doc_id: str
@@ -41,6 +43,13 @@ class LedgerEntry:
     reason: str = ""
     detail: str = ""
     updated_at: str = field(default_factory=now_iso)
+    groups: list[str] | None = None
+    classification: str | None = None
+
+    def same_acl(self, groups: Sequence[str], classification: str) -> bool:
+        """Whether the chunks already carry ``groups`` (in any order) and ``classification``."""
+        return self.groups is not None and sorted(self.groups) == sorted(groups) and \
+            self.classification == str(classification)
 
     @property
     def point_id(self) -> str:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
 from enclave.indexes.index_backend import IndexBackend
-from enclave.indexes.remote_index import TOKEN_HEADER, DeleteIdsBody, QueryBody, SelectBody, UpsertBody
+from enclave.indexes.remote_index import TOKEN_HEADER, DeleteIdsBody, QueryBody, SelectBody, SetPayloadBody, UpsertBody
 
 router = APIRouter(prefix="/internal/index", include_in_schema=False)
 
@@ -65,6 +65,11 @@ def delete(body: SelectBody, index: IndexBackend = Depends(owned_index)) -> dict
 @router.post("/delete_ids")
 def delete_ids(body: DeleteIdsBody, index: IndexBackend = Depends(owned_index)) -> dict[str, Any]:
     return _result(_checked("delete_ids", lambda: index.delete_ids(body.store, body.ids)))
+
+
+@router.post("/set_payload")
+def set_payload(body: SetPayloadBody, index: IndexBackend = Depends(owned_index)) -> dict[str, Any]:
+    return _result(_checked("set_payload", lambda: index.set_payload(body.store, body.payload, body.filter)))
 
 
 @router.post("/count")

@@ -92,6 +92,51 @@ def test_sync_follows_the_folder(folder_and_index, embedder):
     assert index.store.count() == sum(e.chunks for e in index.ledger.entries("docs").values())
 
 
+def _visible(index, embedder, groups, doc_id="docs:a.md") -> bool:
+    """Whether a search as ``groups`` finds any chunk of ``doc_id`` (the answer path's own filter)."""
+    hits = index.store.search(embedder.embed(["alpha team sensors"])[0], groups=groups, limit=20)
+    return any(h.doc_id == doc_id for h in hits)
+
+
+def test_a_permission_change_rewrites_the_acl_without_embedding(folder_and_index, embedder):
+    docs, settings, index = folder_and_index
+    _run(settings, index, embedder)
+    assert _visible(index, embedder, ["g"]) and not _visible(index, embedder, ["h"])
+
+    # the source's readers change, the files do not: a payload update, no fetch, no parse, no embedding
+    moved = settings.model_copy(update={"sources": [settings.sources[0].model_copy(
+        update={"groups": ["h"], "classification": "confidential"})]})
+    second = _run(moved, index, embedder)
+    assert _status(second) == {"a.md": "acl_updated", "long.md": "acl_updated", "broken.pdf": "failed"}
+    assert second.chunks_embedded == 0
+    assert not _visible(index, embedder, ["g"]) and _visible(index, embedder, ["h"])
+    payloads = [p for _, p in index.store.points()]
+    assert payloads and all(p["groups"] == ["h"] and p["classification"] == "confidential" for p in payloads)
+    entry = index.ledger.entries("docs")["docs:a.md"]
+    assert (entry.groups, entry.classification) == (["h"], "confidential")
+
+    # a re-run finds nothing to do; a touched file with new readers gets them too (same bytes: no embedding)
+    assert set(_status(_run(moved, index, embedder)).values()) == {"unchanged", "failed"}
+    stat = (docs / "a.md").stat()
+    os.utime(docs / "a.md", ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    back = _run(settings, index, embedder)
+    assert _status(back)["a.md"] == "unchanged" and _status(back)["long.md"] == "acl_updated"
+    assert back.chunks_embedded == 0
+    assert _visible(index, embedder, ["g"]) and not _visible(index, embedder, ["h"])
+
+
+def test_a_ledger_without_acl_gets_it_from_the_next_sync(folder_and_index, embedder):
+    """Entries written before the ledger kept the ACL: the next sync writes the ACL once, embeds nothing."""
+    from dataclasses import replace
+
+    _, settings, index = folder_and_index
+    _run(settings, index, embedder)
+    index.ledger.put([replace(e, groups=None, classification=None) for e in index.ledger.entries("docs").values()])
+    again = _run(settings, index, embedder)
+    assert _status(again)["a.md"] == "acl_updated" and again.chunks_embedded == 0
+    assert _status(_run(settings, index, embedder))["a.md"] == "unchanged"
+
+
 def test_chunks_get_bm25_vectors_and_their_documents_type_and_date(folder_and_index, embedder):
     docs, settings, index = folder_and_index
     _run(settings, index, embedder)
