@@ -32,8 +32,9 @@ class S3Connector:
     ``doc_id`` is ``"<source>:<key>"``; ``version`` the object's ETag (a new upload changes it; a metadata
     or tag change does not, so a permission change costs no fetch); ``uri`` ``s3://bucket/key``. Keys
     ending in ``/`` (folder markers) are skipped; ``include``/``exclude`` globs match the key after
-    ``prefix``. An object's groups are the comma-separated value of ``groups_key`` in its metadata or
-    tags (``acl_from``), its classification the value of ``classification_key`` (a label Enclave does
+    ``prefix``. An object's groups are the value of ``groups_key`` in its metadata or tags (``acl_from``),
+    split at ``groups_separator`` (default ``,`` for metadata and a space for tags, whose values may not
+    hold commas), its classification the value of ``classification_key`` (a label Enclave does
     not know reads as ``restricted``: fail closed); without the key, the connector's ``groups`` and
     ``classification`` apply. Credentials: ``access_key_id``/``secret_access_key``, else boto3's chain
     (``AWS_*`` variables, ``~/.aws``, an instance role); they never appear in an error message.
@@ -60,6 +61,7 @@ class S3Connector:
         acl_from: str = "metadata",
         groups_key: str = "groups",
         classification_key: str = "classification",
+        groups_separator: str | None = None,
         include: list[str] | None = None,
         exclude: list[str] | None = None,
         groups: list[str] | tuple[str, ...] | None = None,
@@ -79,6 +81,7 @@ class S3Connector:
         self.acl_from = acl_from
         self.groups_key = groups_key.lower()
         self.classification_key = classification_key.lower()
+        self.groups_separator = groups_separator or ("," if acl_from == "metadata" else " ")
         self.include = include or ["**/*"]
         self.exclude = exclude or []
         self.groups = tuple(groups or ["everyone"])
@@ -190,7 +193,7 @@ class S3Connector:
     def _groups(self, labels: dict[str, str]) -> tuple[str, ...]:
         if self.groups_key not in labels:
             return self.groups
-        return tuple(g.strip() for g in labels[self.groups_key].split(",") if g.strip())
+        return tuple(g.strip() for g in labels[self.groups_key].split(self.groups_separator) if g.strip())
 
     def _classification(self, labels: dict[str, str], key: str) -> str:
         label = labels.get(self.classification_key)

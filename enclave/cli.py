@@ -107,7 +107,8 @@ def ingest(
 ) -> None:
     """Sync documents into the index: new and changed ones are embedded, unchanged ones cost nothing,
     removed ones are deleted. Exits 1 if any document is failed (including earlier failures of files
-    that have not changed since, which are not retried without --retry-failed), 2 on a usage error."""
+    that have not changed since, which are not retried without --retry-failed) or a source could not be
+    listed (nothing of it is deleted), 2 on a usage error."""
     _quiet_libraries()
     settings = _settings(config)
     if task_runner is not None:
@@ -115,6 +116,7 @@ def ingest(
             err.print(f"[red]--task-runner must be threads or dask, not {task_runner!r}[/red]")
             raise typer.Exit(2)
         settings.ingest.task_runner = task_runner
+    from enclave.contracts import SourceUnavailable
     from enclave.flows.ingest_flow import ingest_with_runner
     from enclave.flows.progress import reporting_progress
     from enclave.indexes.index_backend import IndexUnavailable
@@ -125,6 +127,9 @@ def ingest(
         with reporter.bar, reporting_progress(reporter):
             reports = ingest_flow(source=source, path=str(path) if path else None, config_file=_config_file(config),
                                   retry_failed=retry_failed)
+    except SourceUnavailable as exc:  # nothing of that source was deleted; try again when it is back
+        err.print(f"[red]{exc}[/red]; nothing of it was deleted", markup=True, soft_wrap=True)
+        raise typer.Exit(1) from None
     except (KeyError, FileNotFoundError, IndexUnavailable, ImportError) as exc:
         err.print(f"[red]{exc.args[0] if exc.args else exc}[/red]")
         raise typer.Exit(2) from None

@@ -61,7 +61,10 @@ class S3Settings(BaseModel):
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
     acl_from: Literal["metadata", "tags", "source"] = "metadata"
-    groups_key: str = Field(default="groups", description="Metadata key or tag holding comma-separated groups.")
+    groups_key: str = Field(default="groups", description="Metadata key or tag holding the object's groups.")
+    groups_separator: str | None = Field(default=None, min_length=1,
+                                         description="What separates the groups; None: ',' for metadata, "
+                                                     "a space for tags (S3 tag values cannot hold commas).")
     classification_key: str = Field(default="classification",
                                     description="Metadata key or tag holding the classification label.")
     page_size: int = Field(default=1000, ge=1, le=1000, description="Keys per ListObjectsV2 page.")
@@ -430,8 +433,10 @@ class Settings(BaseSettings):
         """These settings (the fields that were set) as a YAML file at ``path``, which ``load_settings``
         and the flows' ``config_file`` read back; returns the path. Raises ValueError when an API key is
         set in the settings themselves: a file would hold it in clear (name it in ``api_key_env`` or
-        ``index.api_key``'s ``ENCLAVE_INDEX__API_KEY`` instead)."""
+        ``index.api_key``'s ``ENCLAVE_INDEX__API_KEY`` instead), and likewise for an S3 source's keys
+        (boto3 reads ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``)."""
         secrets = [g.name for g in self.generators if g.api_key is not None] + (["index"] if self.index.api_key else [])
+        secrets += [s.name for s in self.sources if s.s3 and (s.s3.access_key_id or s.s3.secret_access_key)]
         if secrets:
             raise ValueError(f"settings with API keys cannot be written to a file ({', '.join(secrets)})")
         import yaml

@@ -52,6 +52,7 @@ def build_connector(source: SourceSettings) -> Connector:
             access_key_id=s3.access_key_id.get_secret_value() if s3.access_key_id else None,
             secret_access_key=s3.secret_access_key.get_secret_value() if s3.secret_access_key else None,
             acl_from=s3.acl_from, groups_key=s3.groups_key, classification_key=s3.classification_key,
+            groups_separator=s3.groups_separator,
             include=source.include, exclude=source.exclude, groups=source.groups,
             classification=source.classification, page_size=s3.page_size, timeout=s3.timeout,
         )

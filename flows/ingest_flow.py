@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import Flow, flow
+from prefect import Flow, flow, get_run_logger
 
+from enclave.contracts import SourceUnavailable
 from enclave.flows.ingest_pipeline import IngestPipeline
 from enclave.flows.ingest_report import IngestReport, publish_report
 from enclave.flows.progress import current_progress
@@ -29,15 +30,25 @@ def ingest(source: str | None = None, path: str | None = None, config_file: str 
     source named after the folder); returns one [IngestReport][enclave.flows.IngestReport] per source.
 
     A document that failed before and has not changed is not parsed again (its failure is reported
-    again, "not retried") unless ``retry_failed``. Raises KeyError for an unknown source name,
+    again, "not retried") unless ``retry_failed``. A source that cannot be listed deletes nothing and
+    the other sources still sync; the flow then raises [SourceUnavailable][enclave.contracts.SourceUnavailable]
+    naming each such source (after publishing the others' report). Raises KeyError for an unknown source name,
     FileNotFoundError for a missing folder, SettingsError for bad settings and
     [IndexUnavailable][enclave.indexes.IndexUnavailable] when the index cannot be opened.
     """
     settings = load_settings(config_file)
     sources = sources_to_ingest(settings, source, path)
+    reports, unavailable = [], []
     with IngestPipeline.from_settings(settings, progress=current_progress()) as pipeline:
-        reports = [pipeline.run(src, retry_failed=retry_failed) for src in sources]
+        for src in sources:
+            try:
+                reports.append(pipeline.run(src, retry_failed=retry_failed))
+            except SourceUnavailable as exc:  # that source deleted nothing; the others still sync
+                get_run_logger().error("%s", exc)
+                unavailable.append(str(exc))
     publish_report(reports)
+    if unavailable:
+        raise SourceUnavailable("; ".join(unavailable))
     return reports
 
 
