@@ -237,6 +237,18 @@ def test_delete_document(index: Index, rng) -> None:
     assert index.store.count() == 4
 
 
+def test_set_acl_rewrites_one_documents_groups_and_label_only(index: Index, rng) -> None:
+    vectors = _unit(rng, 3)
+    index.store.upsert(_nodes("hb:a.md", 3, groups=["hr"]), vectors)
+    index.store.upsert(_nodes("hb:b.md", 2, groups=["hr"]), _unit(rng, 2))
+    index.store.set_acl("hb:a.md", ["eng", "board"], "restricted")
+    assert {h.doc_id for h in index.store.search(vectors[0], groups=["hr"], limit=20)} == {"hb:b.md"}
+    moved = index.store.search(vectors[0], groups=["board"], limit=20)
+    assert {h.doc_id for h in moved} == {"hb:a.md"} and len(moved) == 3
+    assert all(h.groups == ("eng", "board") and h.classification == "restricted" and h.text for h in moved)
+    assert moved[0].id == point_id("hb:a.md", 0) and moved[0].score > 0.99  # the vector stayed as it was
+
+
 def test_delete_chunks_from(index: Index, rng) -> None:
     index.store.upsert(_nodes("hb:a.md", 5), _unit(rng, 5))
     index.store.upsert(_nodes("hb:b.md", 5), _unit(rng, 5))
