@@ -20,13 +20,15 @@ if TYPE_CHECKING:
     from enclave.connectors.group_map import GroupMappedConnector
     from enclave.connectors.s3 import S3Connector
     from enclave.connectors.squad import SquadConnector, SquadQuestion
+    from enclave.connectors.web import WebConnector
 
 __all__ = ["BeirCorpusConnector", "DatasetError", "FilesystemConnector", "GroupMappedConnector", "S3Connector",
-           "SquadConnector", "SquadQuestion"]
+           "SquadConnector", "SquadQuestion", "WebConnector"]
 __getattr__, __dir__ = lazy_exports(globals(), {
     "enclave.connectors.beir": ["BeirCorpusConnector", "DatasetError"],
     "enclave.connectors.filesystem": ["FilesystemConnector"],
     "enclave.connectors.group_map": ["GroupMappedConnector"],
     "enclave.connectors.s3": ["S3Connector"],
     "enclave.connectors.squad": ["SquadConnector", "SquadQuestion"],
+    "enclave.connectors.web": ["WebConnector"],
 })

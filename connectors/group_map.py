@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from typing import Any
 
-from enclave.contracts import Connector, SourceDocument
+from enclave.contracts import Connector, SourceDocument, StatefulConnector
 
 
 class GroupMappedConnector:
@@ -35,3 +36,12 @@ class GroupMappedConnector:
     def fetch(self, document: SourceDocument) -> bytes:
         """The inner connector's bytes of ``document``."""
         return self.inner.fetch(document)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """The inner connector's, when it keeps state between listings."""
+        if isinstance(self.inner, StatefulConnector):
+            self.inner.restore(state)
+
+    def state(self) -> dict[str, Any]:
+        """The inner connector's state ({} when it keeps none)."""
+        return self.inner.state() if isinstance(self.inner, StatefulConnector) else {}

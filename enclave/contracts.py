@@ -42,7 +42,7 @@ from typing import Any, Protocol, runtime_checkable
 __all__ = [
     "Answer", "Attempt", "AttemptOutcome", "Chunk", "Citation", "Classification", "Connector", "DocumentStatus",
     "Generation", "GenerationRequest", "Generator", "GeneratorUnavailable", "Locality", "Passage", "ScoredChunk",
-    "SourceDocument", "SourceUnavailable", "SyncOutcome", "Usage", "point_id",
+    "SourceDocument", "SourceUnavailable", "StatefulConnector", "SyncOutcome", "Usage", "point_id",
 ]
 
 
@@ -264,6 +264,22 @@ class Connector(Protocol):
 
     def fetch(self, document: SourceDocument) -> bytes:
         """The raw bytes of ``document``; raises OSError when it cannot be read."""
+        ...
+
+
+@runtime_checkable
+class StatefulConnector(Connector, Protocol):
+    """A [Connector][enclave.contracts.Connector] that keeps state between listings (a crawler's
+    validators and links, a delta token). The ingest hands it the state the last successful sync left
+    (``restore``, ``{}`` the first time) before listing, and keeps what ``state`` returns (JSON-able)
+    after the sync has finished, in the index's ledger."""
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take the state the last successful sync left."""
+        ...
+
+    def state(self) -> dict[str, Any]:
+        """The state the next listing needs (JSON-able)."""
         ...
 
 

@@ -71,18 +71,38 @@ class S3Settings(BaseModel):
     timeout: float = Field(default=30.0, gt=0, description="Connect and read timeout per request, in seconds.")
 
 
+class WebSettings(BaseModel):
+    """What a ``kind: web`` source crawls: from ``start_urls`` and the sites' sitemap.xml, following links
+    within ``allowed_domains`` (default: the start URLs' hosts), up to ``max_depth`` links away and
+    ``max_pages`` documents; robots.txt is obeyed. The source's ``include``/``exclude`` globs match whole
+    URLs (e.g. ``*/calendar/*``); its ``groups`` and ``classification`` apply to every page."""
+
+    start_urls: list[str] = Field(min_length=1, description="Where the crawl starts, e.g. https://intranet.example/.")
+    allowed_domains: list[str] = Field(default_factory=list, description="Hosts the crawl may visit; empty: the "
+                                                                         "start URLs' hosts.")
+    max_pages: int = Field(default=1000, ge=1, description="Most documents per crawl.")
+    max_depth: int = Field(default=3, ge=0, description="Most links followed from a start URL.")
+    use_sitemap: bool = Field(default=True, description="Also crawl the URLs of sitemap.xml.")
+    user_agent: str = Field(default="EnclaveBot/1.0", description="Sent, and matched against robots.txt.")
+    timeout: float = Field(default=30.0, gt=0, description="Per request, in seconds.")
+    retry_budget: float = Field(default=120.0, ge=0, description="Seconds a crawl may spend waiting on "
+                                                                   "429/503 Retry-After.")
+
+
 class SourceSettings(BaseModel):
     """One document source. ``kind: filesystem`` reads a folder recursively; ``kind: beir`` reads the
     ``corpus.jsonl`` of a BEIR-format dataset folder (one document per record); ``kind: squad`` a
-    SQuAD-format JSON file (one document per paragraph); ``kind: s3`` a bucket (its ``s3`` block).
+    SQuAD-format JSON file (one document per paragraph); ``kind: s3`` a bucket (its ``s3`` block);
+    ``kind: web`` a web site (its ``web`` block).
     ``group_map`` renames the groups a source grants (its own names: an LDAP group, a space's
     readers) to Enclave's groups; a group it does not name is kept as it is."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Unique source name.")
-    kind: Literal["filesystem", "beir", "squad", "s3"] = "filesystem"
+    kind: Literal["filesystem", "beir", "squad", "s3", "web"] = "filesystem"
     path: Path | None = Field(default=None, description="Root folder of a filesystem source; the dataset folder of "
                                                         "a beir one; the JSON file of a squad one.")
     s3: S3Settings | None = Field(default=None, description="The bucket of a kind: s3 source.")
+    web: WebSettings | None = Field(default=None, description="The site of a kind: web source.")
     include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns, relative to path "
                                                                              "(to the prefix for s3).")
     exclude: list[str] = Field(default_factory=list, description="Glob patterns, relative to path (prefix for s3).")
@@ -106,6 +126,9 @@ class SourceSettings(BaseModel):
         if self.kind == "s3":
             if self.s3 is None:
                 raise ValueError(f"source {self.name!r} is kind s3: give its s3 block (bucket, ...)")
+        elif self.kind == "web":
+            if self.web is None:
+                raise ValueError(f"source {self.name!r} is kind web: give its web block (start_urls, ...)")
         elif self.path is None:
             raise ValueError(f"source {self.name!r} is kind {self.kind}: give its path")
         return self

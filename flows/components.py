@@ -14,6 +14,7 @@ from enclave.connectors.filesystem import FilesystemConnector
 from enclave.connectors.group_map import GroupMappedConnector
 from enclave.connectors.s3 import S3Connector
 from enclave.connectors.squad import SquadConnector
+from enclave.connectors.web import WebConnector
 from enclave.contracts import Connector, Generator, Locality
 from enclave.indexes.chunk_store import ChunkStore, Fusion
 from enclave.indexes.chunker import MarkdownChunker
@@ -35,7 +36,7 @@ from enclave.settings import GeneratorSettings, Settings, SourceSettings
 
 
 def build_connector(source: SourceSettings) -> Connector:
-    """The connector of a configured source (``kind: filesystem``, ``beir``, ``squad`` or ``s3``), its groups
+    """The connector of a configured source (``kind: filesystem``, ``beir``, ``squad``, ``s3`` or ``web``), its groups
     renamed by the source's ``group_map`` when it has one."""
     connector: Connector
     if source.kind == "beir":
@@ -55,6 +56,15 @@ def build_connector(source: SourceSettings) -> Connector:
             groups_separator=s3.groups_separator,
             include=source.include, exclude=source.exclude, groups=source.groups,
             classification=source.classification, page_size=s3.page_size, timeout=s3.timeout,
+        )
+    elif source.kind == "web":
+        web = source.web
+        assert web is not None  # SourceSettings requires it for kind web
+        connector = WebConnector(
+            source.name, web.start_urls, allowed_domains=web.allowed_domains or None, include=source.include,
+            exclude=source.exclude, max_pages=web.max_pages, max_depth=web.max_depth, use_sitemap=web.use_sitemap,
+            user_agent=web.user_agent, timeout=web.timeout, retry_budget=web.retry_budget, groups=source.groups,
+            classification=source.classification,
         )
     else:
         connector = FilesystemConnector(

@@ -22,7 +22,7 @@ from typing import Any
 from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from enclave.contracts import Connector, DocumentStatus, SourceDocument, SyncOutcome
+from enclave.contracts import Connector, DocumentStatus, SourceDocument, StatefulConnector, SyncOutcome
 from enclave.flows.components import build_connector
 from enclave.flows.index_location import open_index
 from enclave.flows.ingest_components import IngestComponents
@@ -135,6 +135,9 @@ class IngestPipeline:
         started_at, started = now_iso(), time.perf_counter()
         report = IngestReport(source=connector.source)
 
+        stateful = isinstance(connector, StatefulConnector)
+        if stateful:
+            connector.restore(self.ledger.connector_state(connector.source))
         docs = self._call(list_documents, connector)
         known = self.ledger.entries(connector.source)
         plan = SyncPlan.of(docs, known, retry_failed)
@@ -154,6 +157,8 @@ class IngestPipeline:
         self._call(delete_documents, self.store, self.ledger, plan.gone)
         report.outcomes += [DocumentOutcome(e.doc_id, e.uri, SyncOutcome.DELETED, chunks=e.chunks) for e in plan.gone]
         self._progress(ProgressKind.DOCUMENTS, connector.source, len(plan.gone))
+        if stateful and (state := connector.state()):
+            self.ledger.save_connector_state(connector.source, state)
         report.seconds = time.perf_counter() - started
         self.ledger.record_run(RunRecord(source=connector.source, started_at=started_at, finished_at=now_iso(),
                                          seconds=round(report.seconds, 3), counts=report.counts(),

@@ -125,12 +125,24 @@ class SyncLedger:
         """The ledger entries of ``source`` (all sources if None), by doc id."""
         selector = all_of(match("source", source)) if source is not None else None
         return {entry.doc_id: entry for entry in
-                (LedgerEntry.from_payload(payload) for _, payload in self.backend.scroll(Store.LEDGER, selector))}
+                (LedgerEntry.from_payload(payload) for _, payload in self.backend.scroll(Store.LEDGER, selector)
+                 if "state_of" not in payload)}
 
     def put(self, entries: Sequence[LedgerEntry]) -> None:
         """Insert or replace ledger entries (keyed by doc id)."""
         if entries:
             self.backend.upsert(Store.LEDGER, [Point(e.point_id, _payload(e)) for e in entries])
+
+    def connector_state(self, source: str) -> dict[str, Any]:
+        """What ``source``'s connector kept from its last successful sync ({} if nothing)."""
+        for _, payload in self.backend.scroll(Store.LEDGER, all_of(match("state_of", source))):
+            return payload.get("state", {})
+        return {}
+
+    def save_connector_state(self, source: str, state: dict[str, Any]) -> None:
+        """Keep ``source``'s connector state (JSON-able) for its next sync."""
+        self.backend.upsert(Store.LEDGER, [Point(str(uuid.uuid5(LEDGER_NAMESPACE, f"state:{source}")),
+                                                 {"state_of": source, "state": state})])
 
     def forget(self, doc_ids: Sequence[str]) -> None:
         """Remove the ledger entries of ``doc_ids``."""
