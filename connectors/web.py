@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 import xml.etree.ElementTree as ElementTree
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -16,9 +15,9 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from enclave.connectors.path_patterns import matches_any
+from enclave.connectors.patient_http import PatientHttp
 from enclave.contracts import Classification, SourceDocument, SourceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -36,14 +35,6 @@ FILE_SUFFIXES = (".pdf", ".docx", ".pptx", ".xlsx", ".txt", ".md")
 #: Links never followed: images, media, styles, scripts, archives (not documents; not asked for at all).
 ASSET_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".ico", ".css", ".js", ".mjs", ".woff", ".woff2",
                   ".ttf", ".mp3", ".mp4", ".webm", ".avi", ".mov", ".zip", ".gz", ".tar", ".7z", ".exe", ".dmg", ".iso")
-
-
-class Throttled(Exception):
-    """A 429 or 503 answer; ``retry_after`` in seconds (None when the server gave none)."""
-
-    def __init__(self, url: str, status: int, retry_after: float | None) -> None:
-        super().__init__(f"{url}: HTTP {status}")
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -121,15 +112,19 @@ class WebConnector:
         self.retry_budget = retry_budget
         self.groups = tuple(groups or ["everyone"])
         self.classification = str(classification)
-        self.requests: Counter[str] = Counter()
-        self._transport = transport
+        self.http = PatientHttp(source, headers={"User-Agent": user_agent}, timeout=timeout, retry_budget=retry_budget,
+                                transport=transport)
         self._seen: dict[str, _Seen] = {}
         self._bodies: dict[str, bytes] = {}
         self._robots: dict[str, RobotFileParser] = {}
-        self._client: httpx.Client | None = None
 
-    def __getstate__(self) -> dict[str, Any]:  # an httpx client does not pickle (Dask workers make their own)
-        return {**self.__dict__, "_client": None, "_transport": None, "_bodies": {}}
+    def __getstate__(self) -> dict[str, Any]:  # the crawl's bodies stay here (Dask workers GET their own)
+        return {**self.__dict__, "_bodies": {}}
+
+    @property
+    def requests(self) -> Counter[str]:
+        """Requests made, by ``"METHOD status"``."""
+        return self.http.requests
 
     # -- state kept between crawls (in the ledger) ----------------------------------------------------------------------
     def restore(self, state: dict[str, Any]) -> None:
@@ -143,17 +138,10 @@ class WebConnector:
                          for url, s in self._seen.items()}}
 
     # -- the connector --------------------------------------------------------------------------------------------------
-    @property
-    def client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout, follow_redirects=False, transport=self._transport,
-                                        headers={"User-Agent": self.user_agent})
-        return self._client
-
     def list_documents(self) -> Iterator[SourceDocument]:
         """Crawl the site; yields each document reached, in crawl order. Raises SourceUnavailable."""
         self._bodies.clear()
-        self._deadline = time.monotonic() + self.retry_budget
+        self.http.start_budget()
         seen_now: dict[str, _Seen] = {}
         queue: deque[tuple[str, int]] = deque((u, 0) for u in self.start_urls)
         if self.use_sitemap:
@@ -185,7 +173,7 @@ class WebConnector:
             return self._bodies.pop(url)
         try:
             response = self._request("GET", url)
-        except (SourceUnavailable, Throttled) as exc:
+        except SourceUnavailable as exc:
             raise ConnectionError(str(exc)) from None
         if response.status_code in (404, 410):
             raise FileNotFoundError(f"{url} is gone (HTTP {response.status_code})")
@@ -249,37 +237,7 @@ class WebConnector:
         return None, url
 
     def _request(self, method: str, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
-        """One request, retried on 429/503 after Retry-After within the source's budget; other failures
-        raise SourceUnavailable (401, 403, 5xx, timeouts, refused connections)."""
-        deadline = getattr(self, "_deadline", time.monotonic() + self.retry_budget)
-
-        def wait(state: RetryCallState) -> float:
-            error = state.outcome.exception() if state.outcome else None
-            return error.retry_after if isinstance(error, Throttled) and error.retry_after is not None else 2.0
-
-        def stop(state: RetryCallState) -> bool:  # give up now when the server asks for more than the budget left
-            return time.monotonic() + wait(state) > deadline
-
-        def attempt() -> httpx.Response:
-            try:
-                response = self.client.request(method, url, headers=headers)
-            except httpx.HTTPError as exc:
-                raise SourceUnavailable(f"source {self.source!r}: {url}: {type(exc).__name__}: {exc}") from None
-            self.requests[f"{method} {response.status_code}"] += 1
-            if response.status_code in (429, 503):
-                raise Throttled(url, response.status_code, _retry_after(response.headers.get("retry-after")))
-            if response.status_code in (401, 403) or response.status_code >= 500:
-                raise SourceUnavailable(f"source {self.source!r}: {url} answered HTTP {response.status_code}")
-            return response
-
-        try:
-            for trial in Retrying(retry=retry_if_exception_type(Throttled), wait=wait, stop=stop, reraise=True):
-                with trial:
-                    return attempt()
-        except Throttled as exc:
-            raise SourceUnavailable(f"source {self.source!r}: {exc}, still throttled after the "
-                                    f"{self.retry_budget:.0f} s retry budget") from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self.http.request(method, url, headers=headers)
 
     def _admitted(self, url: str) -> bool:
         parts = urlsplit(url)
@@ -371,18 +329,3 @@ def _extension(url: str, content_type: str) -> str | None:
     if suffix in FILE_SUFFIXES or suffix in (".html", ".htm"):
         return ".html" if suffix == ".htm" else suffix
     return ".html" if not content_type else None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
