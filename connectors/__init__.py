@@ -16,16 +16,20 @@ from enclave.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from enclave.connectors.beir import BeirCorpusConnector, DatasetError
+    from enclave.connectors.confluence import ConfluenceConnector
     from enclave.connectors.filesystem import FilesystemConnector
     from enclave.connectors.group_map import GroupMappedConnector
     from enclave.connectors.s3 import S3Connector
     from enclave.connectors.squad import SquadConnector, SquadQuestion
     from enclave.connectors.web import WebConnector
 
-__all__ = ["BeirCorpusConnector", "DatasetError", "FilesystemConnector", "GroupMappedConnector", "S3Connector",
-           "SquadConnector", "SquadQuestion", "WebConnector"]
+__all__ = [
+    "BeirCorpusConnector", "ConfluenceConnector", "DatasetError", "FilesystemConnector", "GroupMappedConnector",
+    "S3Connector", "SquadConnector", "SquadQuestion", "WebConnector",
+]
 __getattr__, __dir__ = lazy_exports(globals(), {
     "enclave.connectors.beir": ["BeirCorpusConnector", "DatasetError"],
+    "enclave.connectors.confluence": ["ConfluenceConnector"],
     "enclave.connectors.filesystem": ["FilesystemConnector"],
     "enclave.connectors.group_map": ["GroupMappedConnector"],
     "enclave.connectors.s3": ["S3Connector"],

@@ -25,6 +25,10 @@ class Throttled(Exception):
         self.retry_after = retry_after
 
 
+class AccessDenied(SourceUnavailable):
+    """The source answered 401 or 403: the credentials are wrong, expired or lack a permission."""
+
+
 class PatientHttp:
     """An httpx client for one source that waits out throttling and reports outages as SourceUnavailable.
 
@@ -36,7 +40,8 @@ class PatientHttp:
         http.requests                                     # Counter({"GET 200": 1})
 
     ``request`` returns the response for any status below 500 except 401, 403 and 429 (callers read 404
-    and 304 themselves). A 429 or 503 is retried after its ``Retry-After`` (seconds or an HTTP date;
+    and 304 themselves); 401 and 403 raise [AccessDenied][enclave.connectors.patient_http.AccessDenied].
+    A 429 or 503 is retried after its ``Retry-After`` (seconds or an HTTP date;
     2 s without one) while that fits in what is left of ``retry_budget`` seconds since ``start_budget``,
     and raises SourceUnavailable as soon as it does not. 401, 403, other 5xx, timeouts and refused
     connections raise SourceUnavailable at once. ``timeout`` in seconds per request. Error messages name
@@ -88,7 +93,9 @@ class PatientHttp:
             self.requests[f"{method} {response.status_code}"] += 1
             if response.status_code in (429, 503):
                 raise Throttled(url, response.status_code, retry_after_seconds(response.headers.get("retry-after")))
-            if response.status_code in (401, 403) or response.status_code >= 500:
+            if response.status_code in (401, 403):
+                raise AccessDenied(f"source {self.source!r}: {url} answered HTTP {response.status_code}")
+            if response.status_code >= 500:
                 raise SourceUnavailable(f"source {self.source!r}: {url} answered HTTP {response.status_code}")
             return response
 

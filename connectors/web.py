@@ -17,7 +17,7 @@ from urllib.robotparser import RobotFileParser
 import httpx
 
 from enclave.connectors.path_patterns import matches_any
-from enclave.connectors.patient_http import PatientHttp
+from enclave.connectors.patient_http import AccessDenied, PatientHttp
 from enclave.contracts import Classification, SourceDocument, SourceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -173,12 +173,12 @@ class WebConnector:
             return self._bodies.pop(url)
         try:
             response = self._request("GET", url)
+        except AccessDenied:
+            raise PermissionError(f"{url}: access denied") from None
         except SourceUnavailable as exc:
             raise ConnectionError(str(exc)) from None
         if response.status_code in (404, 410):
             raise FileNotFoundError(f"{url} is gone (HTTP {response.status_code})")
-        if response.status_code in (401, 403):
-            raise PermissionError(f"{url}: access denied (HTTP {response.status_code})")
         if response.status_code != 200:
             raise ConnectionError(f"{url}: HTTP {response.status_code}")
         return response.content

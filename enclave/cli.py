@@ -130,7 +130,7 @@ def ingest(
     except SourceUnavailable as exc:  # nothing of that source was deleted; try again when it is back
         err.print(f"[red]{exc}[/red]; nothing of it was deleted", markup=True, soft_wrap=True)
         raise typer.Exit(1) from None
-    except (KeyError, FileNotFoundError, IndexUnavailable, ImportError) as exc:
+    except (KeyError, FileNotFoundError, IndexUnavailable, ImportError, SettingsError) as exc:
         err.print(f"[red]{exc.args[0] if exc.args else exc}[/red]")
         raise typer.Exit(2) from None
     failed = 0

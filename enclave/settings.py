@@ -89,20 +89,48 @@ class WebSettings(BaseModel):
                                                                    "429/503 Retry-After.")
 
 
+class ConfluenceSettings(BaseModel):
+    """Which Confluence a ``kind: confluence`` source reads (Cloud or Data Center) and how it signs in:
+    ``username`` and an API token (Cloud: HTTP Basic), or a personal access token alone (Data Center:
+    Bearer). The token is ``token``, else the environment variable ``token_env`` names."""
+
+    base_url: str = Field(description="Where /rest/api lives, e.g. https://acme.atlassian.net/wiki.")
+    spaces: list[str] = Field(min_length=1, description="Space keys, e.g. [ENG, HR].")
+    username: str | None = Field(default=None, description="Cloud: the account's email; None: a Data Center PAT.")
+    token: SecretStr | None = None
+    token_env: str | None = Field(default="CONFLUENCE_TOKEN", description="Environment variable holding the token.")
+    attachments: bool = Field(default=True, description="Also index each page's attachments.")
+    page_size: int = Field(default=50, ge=1, le=250, description="Results per listing request.")
+    timeout: float = Field(default=30.0, gt=0, description="Per request, in seconds.")
+    retry_budget: float = Field(default=120.0, ge=0, description="Seconds a listing may spend waiting on "
+                                                                   "429/503 Retry-After.")
+
+    def secret(self) -> str:
+        """The token; raises SettingsError naming where it was looked for when there is none."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        value = os.environ.get(self.token_env) if self.token_env else None
+        if not value:
+            raise SettingsError(f"no Confluence token: set {self.token_env or 'token_env'} (or token)")
+        return value
+
+
 class SourceSettings(BaseModel):
     """One document source. ``kind: filesystem`` reads a folder recursively; ``kind: beir`` reads the
     ``corpus.jsonl`` of a BEIR-format dataset folder (one document per record); ``kind: squad`` a
     SQuAD-format JSON file (one document per paragraph); ``kind: s3`` a bucket (its ``s3`` block);
-    ``kind: web`` a web site (its ``web`` block).
+    ``kind: web`` a web site (its ``web`` block); ``kind: confluence`` Confluence spaces (its
+    ``confluence`` block).
     ``group_map`` renames the groups a source grants (its own names: an LDAP group, a space's
     readers) to Enclave's groups; a group it does not name is kept as it is."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Unique source name.")
-    kind: Literal["filesystem", "beir", "squad", "s3", "web"] = "filesystem"
+    kind: Literal["filesystem", "beir", "squad", "s3", "web", "confluence"] = "filesystem"
     path: Path | None = Field(default=None, description="Root folder of a filesystem source; the dataset folder of "
                                                         "a beir one; the JSON file of a squad one.")
     s3: S3Settings | None = Field(default=None, description="The bucket of a kind: s3 source.")
     web: WebSettings | None = Field(default=None, description="The site of a kind: web source.")
+    confluence: ConfluenceSettings | None = Field(default=None, description="The spaces of a kind: confluence source.")
     include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns, relative to path "
                                                                              "(to the prefix for s3).")
     exclude: list[str] = Field(default_factory=list, description="Glob patterns, relative to path (prefix for s3).")
@@ -129,6 +157,10 @@ class SourceSettings(BaseModel):
         elif self.kind == "web":
             if self.web is None:
                 raise ValueError(f"source {self.name!r} is kind web: give its web block (start_urls, ...)")
+        elif self.kind == "confluence":
+            if self.confluence is None:
+                raise ValueError(f"source {self.name!r} is kind confluence: give its confluence block (base_url, "
+                                 "spaces, ...)")
         elif self.path is None:
             raise ValueError(f"source {self.name!r} is kind {self.kind}: give its path")
         return self
@@ -459,7 +491,8 @@ class Settings(BaseSettings):
         ``index.api_key``'s ``ENCLAVE_INDEX__API_KEY`` instead), and likewise for an S3 source's keys
         (boto3 reads ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``)."""
         secrets = [g.name for g in self.generators if g.api_key is not None] + (["index"] if self.index.api_key else [])
-        secrets += [s.name for s in self.sources if s.s3 and (s.s3.access_key_id or s.s3.secret_access_key)]
+        secrets += [s.name for s in self.sources if (s.s3 and (s.s3.access_key_id or s.s3.secret_access_key))
+                    or (s.confluence and s.confluence.token)]
         if secrets:
             raise ValueError(f"settings with API keys cannot be written to a file ({', '.join(secrets)})")
         import yaml

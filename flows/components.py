@@ -10,6 +10,7 @@ Usage::
 from __future__ import annotations
 
 from enclave.connectors.beir import BeirCorpusConnector
+from enclave.connectors.confluence import ConfluenceConnector
 from enclave.connectors.filesystem import FilesystemConnector
 from enclave.connectors.group_map import GroupMappedConnector
 from enclave.connectors.s3 import S3Connector
@@ -36,8 +37,9 @@ from enclave.settings import GeneratorSettings, Settings, SourceSettings
 
 
 def build_connector(source: SourceSettings) -> Connector:
-    """The connector of a configured source (``kind: filesystem``, ``beir``, ``squad``, ``s3`` or ``web``), its groups
-    renamed by the source's ``group_map`` when it has one."""
+    """The connector of a configured source (``kind: filesystem``, ``beir``, ``squad``, ``s3``, ``web`` or
+    ``confluence``), its groups renamed by the source's ``group_map`` when it has one. Raises SettingsError
+    for a confluence source without its token."""
     connector: Connector
     if source.kind == "beir":
         connector = BeirCorpusConnector(source.name, source.path, groups=tuple(source.groups),
@@ -65,6 +67,14 @@ def build_connector(source: SourceSettings) -> Connector:
             exclude=source.exclude, max_pages=web.max_pages, max_depth=web.max_depth, use_sitemap=web.use_sitemap,
             user_agent=web.user_agent, timeout=web.timeout, retry_budget=web.retry_budget, groups=source.groups,
             classification=source.classification,
+        )
+    elif source.kind == "confluence":
+        wiki = source.confluence
+        assert wiki is not None  # SourceSettings requires it for kind confluence
+        connector = ConfluenceConnector(
+            source.name, wiki.base_url, wiki.spaces, token=wiki.secret(), username=wiki.username,
+            attachments=wiki.attachments, page_size=wiki.page_size, timeout=wiki.timeout,
+            retry_budget=wiki.retry_budget, classification=source.classification,
         )
     else:
         connector = FilesystemConnector(
