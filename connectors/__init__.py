@@ -20,12 +20,13 @@ if TYPE_CHECKING:
     from enclave.connectors.filesystem import FilesystemConnector
     from enclave.connectors.group_map import GroupMappedConnector
     from enclave.connectors.s3 import S3Connector
+    from enclave.connectors.sharepoint import SharePointConnector
     from enclave.connectors.squad import SquadConnector, SquadQuestion
     from enclave.connectors.web import WebConnector
 
 __all__ = [
     "BeirCorpusConnector", "ConfluenceConnector", "DatasetError", "FilesystemConnector", "GroupMappedConnector",
-    "S3Connector", "SquadConnector", "SquadQuestion", "WebConnector",
+    "S3Connector", "SharePointConnector", "SquadConnector", "SquadQuestion", "WebConnector",
 ]
 __getattr__, __dir__ = lazy_exports(globals(), {
     "enclave.connectors.beir": ["BeirCorpusConnector", "DatasetError"],
@@ -33,6 +34,7 @@ __getattr__, __dir__ = lazy_exports(globals(), {
     "enclave.connectors.filesystem": ["FilesystemConnector"],
     "enclave.connectors.group_map": ["GroupMappedConnector"],
     "enclave.connectors.s3": ["S3Connector"],
+    "enclave.connectors.sharepoint": ["SharePointConnector"],
     "enclave.connectors.squad": ["SquadConnector", "SquadQuestion"],
     "enclave.connectors.web": ["WebConnector"],
 })

@@ -115,22 +115,60 @@ class ConfluenceSettings(BaseModel):
         return value
 
 
+class SharePointSettings(BaseModel):
+    """Which drive a ``kind: sharepoint`` source reads (a SharePoint document library by its site, or any
+    drive, OneDrive included, by id) and the app registration it signs in as (client credentials; Graph
+    application permission ``Files.Read.All`` or ``Sites.Read.All``). The client secret is
+    ``client_secret``, else the environment variable ``client_secret_env`` names."""
+
+    tenant_id: str = Field(description="Directory (tenant) id or domain, e.g. contoso.onmicrosoft.com.")
+    client_id: str = Field(description="The app registration's application (client) id.")
+    client_secret: SecretStr | None = None
+    client_secret_env: str | None = Field(default="GRAPH_CLIENT_SECRET",
+                                          description="Environment variable holding the client secret.")
+    site_id: str | None = Field(default=None, description="A site's id: its default document library.")
+    drive_id: str | None = Field(default=None, description="A drive's id (a library or a OneDrive).")
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    authority: str = "https://login.microsoftonline.com"
+    page_size: int = Field(default=200, ge=1, le=1000, description="Items per delta page.")
+    timeout: float = Field(default=30.0, gt=0, description="Per request, in seconds.")
+    retry_budget: float = Field(default=120.0, ge=0, description="Seconds a listing may spend waiting on "
+                                                                   "429/503 Retry-After.")
+
+    @model_validator(mode="after")
+    def _one_drive(self) -> SharePointSettings:
+        if (self.site_id is None) == (self.drive_id is None):
+            raise ValueError("give exactly one of site_id or drive_id")
+        return self
+
+    def secret(self) -> str:
+        """The client secret; raises SettingsError naming where it was looked for when there is none."""
+        if self.client_secret is not None:
+            return self.client_secret.get_secret_value()
+        value = os.environ.get(self.client_secret_env) if self.client_secret_env else None
+        if not value:
+            raise SettingsError(f"no client secret for Microsoft Graph: set {self.client_secret_env or 'client_secret_env'} "
+                                "(or client_secret)")
+        return value
+
+
 class SourceSettings(BaseModel):
     """One document source. ``kind: filesystem`` reads a folder recursively; ``kind: beir`` reads the
     ``corpus.jsonl`` of a BEIR-format dataset folder (one document per record); ``kind: squad`` a
     SQuAD-format JSON file (one document per paragraph); ``kind: s3`` a bucket (its ``s3`` block);
     ``kind: web`` a web site (its ``web`` block); ``kind: confluence`` Confluence spaces (its
-    ``confluence`` block).
+    ``confluence`` block); ``kind: sharepoint`` a SharePoint library or OneDrive (its ``sharepoint`` block).
     ``group_map`` renames the groups a source grants (its own names: an LDAP group, a space's
     readers) to Enclave's groups; a group it does not name is kept as it is."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Unique source name.")
-    kind: Literal["filesystem", "beir", "squad", "s3", "web", "confluence"] = "filesystem"
+    kind: Literal["filesystem", "beir", "squad", "s3", "web", "confluence", "sharepoint"] = "filesystem"
     path: Path | None = Field(default=None, description="Root folder of a filesystem source; the dataset folder of "
                                                         "a beir one; the JSON file of a squad one.")
     s3: S3Settings | None = Field(default=None, description="The bucket of a kind: s3 source.")
     web: WebSettings | None = Field(default=None, description="The site of a kind: web source.")
     confluence: ConfluenceSettings | None = Field(default=None, description="The spaces of a kind: confluence source.")
+    sharepoint: SharePointSettings | None = Field(default=None, description="The drive of a kind: sharepoint source.")
     include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns, relative to path "
                                                                              "(to the prefix for s3).")
     exclude: list[str] = Field(default_factory=list, description="Glob patterns, relative to path (prefix for s3).")
@@ -157,6 +195,10 @@ class SourceSettings(BaseModel):
         elif self.kind == "web":
             if self.web is None:
                 raise ValueError(f"source {self.name!r} is kind web: give its web block (start_urls, ...)")
+        elif self.kind == "sharepoint":
+            if self.sharepoint is None:
+                raise ValueError(f"source {self.name!r} is kind sharepoint: give its sharepoint block (tenant_id, "
+                                 "client_id, site_id or drive_id)")
         elif self.kind == "confluence":
             if self.confluence is None:
                 raise ValueError(f"source {self.name!r} is kind confluence: give its confluence block (base_url, "
@@ -492,7 +534,7 @@ class Settings(BaseSettings):
         (boto3 reads ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``)."""
         secrets = [g.name for g in self.generators if g.api_key is not None] + (["index"] if self.index.api_key else [])
         secrets += [s.name for s in self.sources if (s.s3 and (s.s3.access_key_id or s.s3.secret_access_key))
-                    or (s.confluence and s.confluence.token)]
+                    or (s.confluence and s.confluence.token) or (s.sharepoint and s.sharepoint.client_secret)]
         if secrets:
             raise ValueError(f"settings with API keys cannot be written to a file ({', '.join(secrets)})")
         import yaml

@@ -14,6 +14,7 @@ from enclave.connectors.confluence import ConfluenceConnector
 from enclave.connectors.filesystem import FilesystemConnector
 from enclave.connectors.group_map import GroupMappedConnector
 from enclave.connectors.s3 import S3Connector
+from enclave.connectors.sharepoint import SharePointConnector
 from enclave.connectors.squad import SquadConnector
 from enclave.connectors.web import WebConnector
 from enclave.contracts import Connector, Generator, Locality
@@ -37,9 +38,9 @@ from enclave.settings import GeneratorSettings, Settings, SourceSettings
 
 
 def build_connector(source: SourceSettings) -> Connector:
-    """The connector of a configured source (``kind: filesystem``, ``beir``, ``squad``, ``s3``, ``web`` or
-    ``confluence``), its groups renamed by the source's ``group_map`` when it has one. Raises SettingsError
-    for a confluence source without its token."""
+    """The connector of a configured source (``kind: filesystem``, ``beir``, ``squad``, ``s3``, ``web``,
+    ``confluence`` or ``sharepoint``), its groups renamed by the source's ``group_map`` when it has one.
+    Raises SettingsError for a confluence or sharepoint source without its secret."""
     connector: Connector
     if source.kind == "beir":
         connector = BeirCorpusConnector(source.name, source.path, groups=tuple(source.groups),
@@ -75,6 +76,15 @@ def build_connector(source: SourceSettings) -> Connector:
             source.name, wiki.base_url, wiki.spaces, token=wiki.secret(), username=wiki.username,
             attachments=wiki.attachments, page_size=wiki.page_size, timeout=wiki.timeout,
             retry_budget=wiki.retry_budget, classification=source.classification,
+        )
+    elif source.kind == "sharepoint":
+        graph = source.sharepoint
+        assert graph is not None  # SourceSettings requires it for kind sharepoint
+        connector = SharePointConnector(
+            source.name, tenant_id=graph.tenant_id, client_id=graph.client_id, client_secret=graph.secret(),
+            drive_id=graph.drive_id, site_id=graph.site_id, graph_url=graph.graph_url, authority=graph.authority,
+            page_size=graph.page_size, timeout=graph.timeout, retry_budget=graph.retry_budget,
+            classification=source.classification,
         )
     else:
         connector = FilesystemConnector(
