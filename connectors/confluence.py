@@ -16,8 +16,10 @@ import httpx
 from enclave.connectors.patient_http import AccessDenied, PatientHttp
 from enclave.contracts import Classification, SourceDocument, SourceUnavailable
 
-#: What a page listing asks Confluence to expand: its version, ancestors and read restrictions.
-PAGE_EXPAND = "version,ancestors,restrictions.read.restrictions.group,restrictions.read.restrictions.user"
+#: What a page listing asks Confluence to expand: its version, ancestors, read restrictions and the first
+#: page of its attachments (a page with more is listed on its own).
+PAGE_EXPAND = ("version,ancestors,restrictions.read.restrictions.group,restrictions.read.restrictions.user,"
+               "children.attachment.version")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class _Page:
     webui: str
     ancestors: tuple[str, ...]
     restricted_to: frozenset[str] | None  # None: no read restriction on this page itself
+    attachments: tuple[dict[str, Any], ...] | None = None  # None: not all in the listing, ask for them
 
 
 class ConfluenceConnector:
@@ -112,7 +115,8 @@ class ConfluenceConnector:
                     classification=self.classification, extension=".html", modified=page.modified,
                 )
                 if self.attachments:
-                    yield from self._attachments(page, groups)
+                    items = page.attachments if page.attachments is not None else self._attachment_items(page)
+                    yield from (self._attachment(item, groups) for item in items)
 
     def fetch(self, document: SourceDocument) -> bytes:
         """A page's body (storage format, as an HTML document with its title) or an attachment's bytes."""
@@ -154,31 +158,37 @@ class ConfluenceConnector:
             for item in data.get("results", []):
                 restrictions = item.get("restrictions", {}).get("read", {}).get("restrictions", {})
                 readers = _subjects(restrictions)
+                expanded = item.get("children", {}).get("attachment")
+                complete = expanded is not None and not expanded.get("_links", {}).get("next")
                 yield _Page(
                     id=str(item["id"]), title=item.get("title", ""), version=int(item.get("version", {}).get("number", 0)),
                     modified=item.get("version", {}).get("when", ""), webui=item.get("_links", {}).get("webui", ""),
                     ancestors=tuple(str(a["id"]) for a in item.get("ancestors", [])),
                     restricted_to=frozenset(readers) if readers else None,
+                    attachments=tuple(expanded.get("results", [])) if complete else None,
                 )
             url, params = self._next(data, len(data.get("results", []))), None
 
-    def _attachments(self, page: _Page, groups: tuple[str, ...]) -> Iterator[SourceDocument]:
+    def _attachment_items(self, page: _Page) -> Iterator[dict[str, Any]]:
+        """A page's attachments from their own listing (when the page listing did not hold them all)."""
         url: str | None = f"{self.base_url}/rest/api/content/{page.id}/child/attachment"
         params: dict[str, Any] | None = {"limit": self.page_size, "start": 0, "expand": "version"}
         while url:
             data = self._listing_page(url, params)
-            for item in data.get("results", []):
-                title = item.get("title", "")
-                extensions = item.get("extensions", {})
-                yield SourceDocument(
-                    doc_id=f"{self.source}:attachment:{item['id']}", source=self.source,
-                    uri=urljoin(self.base_url + "/", item.get("_links", {}).get("download", "").lstrip("/")),
-                    title=title, version=str(item.get("version", {}).get("number", 0)),
-                    size=int(extensions.get("fileSize") or 0), groups=groups, classification=self.classification,
-                    extension=f".{title.rsplit('.', 1)[-1].lower()}" if "." in title else "",
-                    modified=item.get("version", {}).get("when", ""),
-                )
+            yield from data.get("results", [])
             url, params = self._next(data, len(data.get("results", []))), None
+
+    def _attachment(self, item: dict[str, Any], groups: tuple[str, ...]) -> SourceDocument:
+        title = item.get("title", "")
+        return SourceDocument(
+            doc_id=f"{self.source}:attachment:{item['id']}", source=self.source,
+            uri=urljoin(self.base_url + "/", item.get("_links", {}).get("download", "").lstrip("/")),
+            title=title, version=str(item.get("version", {}).get("number", 0)),
+            size=int(item.get("extensions", {}).get("fileSize") or 0), groups=groups,
+            classification=self.classification,
+            extension=f".{title.rsplit('.', 1)[-1].lower()}" if "." in title else "",
+            modified=item.get("version", {}).get("when", ""),
+        )
 
     def _listing_page(self, url: str, params: dict[str, Any] | None) -> dict[str, Any]:
         response = self.http.request("GET", url, params=params)

@@ -62,6 +62,15 @@ def test_readers_are_the_spaces_narrowed_by_inherited_restrictions(wiki):
     assert TOKEN not in repr(connector)
 
 
+def test_attachments_beyond_the_expanded_ones_are_listed_on_their_own(wiki):
+    wiki.put(WikiPage("104", "ENG", "Datasheets", "<p>All datasheets.</p>", attachments=[
+        Attachment(f"att{n}", f"sheet-{n}.pdf", b"%PDF-1.4 sheet") for n in range(3)]))
+    docs = [d.doc_id for d in _connector(wiki).list_documents()]
+    assert {f"wiki:attachment:att{n}" for n in range(3)} <= set(docs) and docs.count("wiki:attachment:att0") == 1
+    assert wiki.counts[("/wiki/rest/api/content/104/child/attachment", 200)] == 1
+    assert wiki.requests("/wiki/rest/api/content/101/child") == 0  # one attachment: it came with its page
+
+
 def test_a_wrong_token_fails_the_listing_without_showing_it(wiki):
     connector = ConfluenceConnector("wiki", f"{wiki.url}/wiki", ["ENG"], token="wrong-" + TOKEN, username=USER)
     with pytest.raises(SourceUnavailable, match="401") as failure:
@@ -106,12 +115,14 @@ def test_spaces_sync_incrementally_with_their_permissions(synced, wiki):
     assert synced.sees(["sre"], "103") is False and synced.sees(["security"], "103")
     assert synced.sees(["staff"], "101") and not synced.sees(["confluence-users"], "101")  # group_map applied
 
-    # unchanged: the listing only (space, content pages, attachments); no body fetched, nothing embedded
+    # unchanged: the listing only (each space and its pages, attachments expanded in them); nothing
+    # fetched, nothing embedded
     wiki.counts.clear()
     second = synced.run()
     assert set(_status(second).values()) == {"unchanged"} and second.chunks_embedded == 0
-    assert wiki.requests("/download/") == 0
-    assert {path for path, _ in wiki.counts if path.startswith("/wiki/rest/api/content/") and "child" not in path} == set()
+    assert {path for path, _ in wiki.counts} == {"/wiki/rest/api/space/ENG", "/wiki/rest/api/space/HR",
+                                                 "/wiki/rest/api/content"}
+    assert wiki.requests("/wiki/rest/api/content") == 3  # ENG: 4 pages, 2 a request; HR: 1
 
     # an edit: a new version number, that page's body fetched
     wiki.put(WikiPage("101", "ENG", "Release process", "<p>Releases now ship every second Wednesday.</p>",
@@ -140,8 +151,8 @@ def test_spaces_sync_incrementally_with_their_permissions(synced, wiki):
     ("/wiki/rest/api/content", Trouble(500)),                       # the listing's pages fail
     ("/wiki/rest/api/content", Trouble(0)),                         # the connection cut mid-listing
     ("/wiki/rest/api/space/HR", Trouble(403)),                      # a space's permissions denied
-    ("/wiki/rest/api/content/101/child", Trouble(502)),             # one page's attachments fail
-], ids=["500", "cut", "403", "502-attachments"])
+    ("/wiki/rest/api/content?spaceKey=ENG&type=page&limit=2&start=2", Trouble(502)),   # the second page of ENG
+], ids=["500", "cut", "403", "502-second-page"])
 def test_a_listing_that_fails_deletes_nothing(synced, wiki, path, trouble):
     synced.run()
     points, entries = synced.store.count(), synced.ledger.entries()

@@ -49,7 +49,7 @@ class Confluence:
     token: str
     spaces: dict[str, list[str]] = field(default_factory=dict)  # space key -> groups with read permission
     pages: dict[str, WikiPage] = field(default_factory=dict)
-    trouble: dict[str, Trouble] = field(default_factory=dict)  # by path (without the query)
+    trouble: dict[str, Trouble] = field(default_factory=dict)  # by prefix of the path and query
     counts: Counter = field(default_factory=Counter)
     url: str = ""
 
@@ -62,7 +62,18 @@ class Confluence:
         return sum(n for (path, s), n in self.counts.items() if path_part in path and status in (None, s))
 
 
-def _page_json(page: WikiPage) -> dict:
+def _attachment_json(page: WikiPage, attachment: Attachment) -> dict:
+    return {"id": attachment.id, "type": "attachment", "title": attachment.title,
+            "version": {"number": attachment.version},
+            "extensions": {"mediaType": attachment.media_type, "fileSize": len(attachment.data)},
+            "_links": {"download": f"/download/attachments/{page.id}/{attachment.title}?version={attachment.version}"}}
+
+
+#: How many attachments a page listing expands (``children.attachment``) before it gives a next link.
+EXPANDED_ATTACHMENTS = 2
+
+
+def _page_json(page: WikiPage, expand: str = "") -> dict:
     def subjects(groups, users):
         return {"group": {"results": [{"type": "group", "name": g} for g in groups], "size": len(groups)},
                 "user": {"results": [{"type": "known", "accountId": u} for u in users], "size": len(users)}}
@@ -74,6 +85,11 @@ def _page_json(page: WikiPage) -> dict:
         "restrictions": {"read": {"operation": "read",
                                   "restrictions": subjects(page.read_groups, page.read_users)}},
         "_links": {"webui": f"/spaces/{page.space}/pages/{page.id}", "self": f"/rest/api/content/{page.id}"},
+        **({"children": {"attachment": {
+            "results": [_attachment_json(page, a) for a in page.attachments[:EXPANDED_ATTACHMENTS]],
+            "size": min(len(page.attachments), EXPANDED_ATTACHMENTS), "limit": EXPANDED_ATTACHMENTS,
+            "_links": {"next": f"/rest/api/content/{page.id}/child/attachment?start={EXPANDED_ATTACHMENTS}"}
+            if len(page.attachments) > EXPANDED_ATTACHMENTS else {}}}} if "children.attachment" in expand else {}),
     }
 
 
@@ -82,6 +98,7 @@ def serve(wiki: Confluence) -> tuple[ThreadingHTTPServer, threading.Thread]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
         def log_message(self, *args: object) -> None:
             pass
@@ -101,7 +118,8 @@ def serve(wiki: Confluence) -> tuple[ThreadingHTTPServer, threading.Thread]:
         def do_GET(self) -> None:
             split = urlsplit(self.path)
             path, query = split.path, {k: v[0] for k, v in parse_qs(split.query).items()}
-            trouble = next((t for prefix, t in wiki.trouble.items() if path.startswith(prefix) and t.times > 0), None)
+            trouble = next((t for prefix, t in wiki.trouble.items() if self.path.startswith(prefix) and t.times > 0),
+                           None)
             if trouble is not None:
                 trouble.times -= 1
                 if trouble.status == 0:
@@ -138,7 +156,8 @@ def serve(wiki: Confluence) -> tuple[ThreadingHTTPServer, threading.Thread]:
                 if start + limit < len(listed):
                     links["next"] = f"/rest/api/content?spaceKey={query['spaceKey']}&type=page&limit={limit}" \
                                     f"&start={start + limit}&expand={query.get('expand', '')}"
-                return self._send(200, {"results": [_page_json(p) for p in window], "start": start, "limit": limit,
+                return self._send(200, {"results": [_page_json(p, query.get("expand", "")) for p in window],
+                                        "start": start, "limit": limit,
                                         "size": len(window), "_links": links})
             if parts[:1] == ["content"] and len(parts) == 2:
                 page = wiki.pages.get(parts[1])
@@ -150,10 +169,7 @@ def serve(wiki: Confluence) -> tuple[ThreadingHTTPServer, threading.Thread]:
                 page = wiki.pages.get(parts[1])
                 if page is None:
                     return self._send(404, {"message": "No content found with id"})
-                results = [{"id": a.id, "type": "attachment", "title": a.title, "version": {"number": a.version},
-                            "extensions": {"mediaType": a.media_type, "fileSize": len(a.data)},
-                            "_links": {"download": f"/download/attachments/{page.id}/{a.title}?version={a.version}"}}
-                           for a in page.attachments]
+                results = [_attachment_json(page, a) for a in page.attachments]
                 return self._send(200, {"results": results, "start": 0, "limit": 50, "size": len(results),
                                         "_links": {"base": wiki.url + CONTEXT, "context": CONTEXT}})
             return self._send(404, {"message": "not found"})
