@@ -28,6 +28,7 @@ from enclave.flows.index_location import open_index
 from enclave.flows.ingest_components import IngestComponents
 from enclave.flows.ingest_report import DocumentOutcome, IngestReport
 from enclave.flows.ingest_tasks import (
+    UNAVAILABLE,
     EmbeddedBatch,
     delete_documents,
     embed_documents,
@@ -61,12 +62,14 @@ class SyncPlan:
     @staticmethod
     def of(docs: Sequence[SourceDocument], known: dict[str, LedgerEntry], retry_failed: bool = False) -> SyncPlan:
         """A failed document whose version has not changed stays failed (reported again, not parsed)
-        unless ``retry_failed``; a skipped one stays skipped."""
+        unless ``retry_failed`` or it failed as ``unavailable`` (a transient fetch error: tried again every
+        sync); a skipped one stays skipped."""
         listed = {doc.doc_id for doc in docs}
         plan = SyncPlan([], [], [entry for doc_id, entry in known.items() if doc_id not in listed])
         for doc in docs:
             entry = known.get(doc.doc_id)
-            if entry and entry.version == doc.version and not (retry_failed and entry.status == DocumentStatus.FAILED):
+            retry = entry is not None and entry.status == DocumentStatus.FAILED and (retry_failed or entry.reason == UNAVAILABLE)
+            if entry and entry.version == doc.version and not retry:
                 failed = entry.status == DocumentStatus.FAILED
                 status = SyncOutcome(entry.status) if entry.status in (DocumentStatus.FAILED, DocumentStatus.SKIPPED) \
                     else SyncOutcome.UNCHANGED

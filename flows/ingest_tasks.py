@@ -16,6 +16,7 @@ import numpy as np
 from llama_index.core import Document
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from enclave.contracts import Chunk, Connector, DocumentStatus, SourceDocument, SyncOutcome
 from enclave.flows.ingest_components import ComponentSpec, IngestComponents
@@ -26,8 +27,13 @@ from enclave.indexes.index_backend import SparseVector, now_iso
 from enclave.indexes.parser import ParseError
 from enclave.indexes.sync_ledger import LedgerEntry, SyncLedger
 
-#: Fetch errors that may pass if tried again (a network share, an object store): the task retries them.
+#: Fetch errors that may pass if tried again (a network share, an object store, a web server).
 TRANSIENT_ERRORS = (TimeoutError, ConnectionError, InterruptedError, BlockingIOError)
+#: Tries of one document's fetch while it fails with a transient error (waits 1 s, then 2 s).
+FETCH_ATTEMPTS = 3
+#: The reason recorded for a document whose fetch still failed transiently: the next sync tries it again
+#: whatever its version (other failures wait for a new version, or ``--retry-failed``).
+UNAVAILABLE = "unavailable"
 
 
 @dataclass
@@ -62,15 +68,20 @@ def list_documents(connector: Connector) -> list[SourceDocument]:
 
 @task(name="fetch-documents", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def fetch_documents(connector: Connector, docs: Sequence[SourceDocument]) -> list[bytes | DocumentOutcome]:
-    """The bytes of each document, or a failed outcome (reason ``unreadable``) for one that cannot be
-    read (missing, permission denied). Transient errors (timeouts, connection resets) raise, so the task
-    retries; a document still failing after the retries fails the run's batch with that error."""
+    """The bytes of each document, or a failed outcome for one that cannot be read: reason ``unreadable``
+    (missing, permission denied) or ``unavailable`` (a timeout, a refused or reset connection, an outage
+    of the source, still so after ``FETCH_ATTEMPTS`` tries), so one document cannot stop the run."""
     fetched: list[bytes | DocumentOutcome] = []
     for doc in docs:
         try:
-            fetched.append(connector.fetch(doc))
-        except TRANSIENT_ERRORS:
-            raise
+            for attempt in Retrying(retry=retry_if_exception_type(TRANSIENT_ERRORS), reraise=True,
+                                    stop=stop_after_attempt(FETCH_ATTEMPTS), wait=wait_exponential(multiplier=1, max=2)):
+                with attempt:
+                    data = connector.fetch(doc)
+            fetched.append(data)
+        except TRANSIENT_ERRORS as exc:
+            fetched.append(DocumentOutcome(doc.doc_id, doc.uri, SyncOutcome.FAILED, reason=UNAVAILABLE,
+                                           detail=f"{type(exc).__name__}: {exc}"))
         except OSError as exc:
             fetched.append(DocumentOutcome(doc.doc_id, doc.uri, SyncOutcome.FAILED, reason="unreadable", detail=str(exc)))
     return fetched

@@ -209,6 +209,19 @@ def test_an_object_that_cannot_be_fetched_is_recorded_and_the_run_goes_on(synced
     assert beta.reason == "unreadable" and "access denied" in beta.detail and SECRET not in beta.detail
 
 
+def test_an_object_the_store_keeps_failing_is_unavailable_and_tried_again_next_sync(synced, proxy):
+    proxy.faults.append(Fault(lambda m, p, q: m == "GET" and p.endswith("beta.md"), status=500))
+    report = synced.run()  # the run goes on past it
+    status = _status(report)
+    assert status["beta.md"] == "failed" and status["alpha.md"] == "indexed"
+    [beta] = [o for o in report.outcomes if o.doc_id == "kb:kb/beta.md"]
+    assert beta.reason == "unavailable" and "500" in beta.detail
+    proxy.faults.clear()
+    again = synced.run()  # same version, but a transient failure is tried again without --retry-failed
+    assert _status(again)["beta.md"] == "updated" and _status(again)["broken.pdf"] == "failed"
+    assert synced.store.count(doc_id="kb:kb/beta.md") > 0
+
+
 def test_tags_carry_the_acl_and_a_tag_change_is_a_permission_change(tmp_path, proxy, bucket, embedder):
     client, name = bucket
     client.put_object_tagging(Bucket=name, Key="kb/beta.md", Tagging={"TagSet": [
