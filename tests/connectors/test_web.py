@@ -118,6 +118,16 @@ def test_a_site_syncs_incrementally_with_conditional_gets(synced, site):
     assert "reindeer" in " ".join(h.text for h in synced.store.search(
         synced.embedder.embed(["canteen Thursdays"])[0], groups=["staff"], limit=3))
 
+    # the source's readers change (a site's pages carry the source's groups): every page's ACL is rewritten
+    # from 304s alone, nothing embedded; staff no longer sees the site
+    synced.settings = synced.settings.model_copy(update={"sources": [synced.settings.sources[0].model_copy(
+        update={"groups": ["board"]})]})
+    site.counts.clear()
+    moved = synced.run()
+    assert set(_status(moved, site).values()) == {"acl_updated"} and moved.chunks_embedded == 0
+    assert site.served("GET", 200) == 2  # robots.txt and sitemap.xml; the PDF: one HEAD
+    assert synced.store.search(synced.embedder.embed(["canteen Thursdays"])[0], groups=["staff"], limit=3) == []
+
     # a page removed from the site (404) and from the sitemap: deleted
     del site.pages["/orphan.html"]
     site.pages["/sitemap.xml"] = Page(b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
