@@ -254,8 +254,12 @@ class WebConnector:
         origin = f"{parts.scheme}://{parts.netloc}"
         if origin not in self._robots:
             robots = RobotFileParser(f"{origin}/robots.txt")
-            response = self._request("GET", f"{origin}/robots.txt")
-            robots.parse(response.text.splitlines() if response.status_code == 200 else [])
+            try:
+                response = self._request("GET", f"{origin}/robots.txt")
+                lines = response.text.splitlines() if response.status_code == 200 else []
+            except AccessDenied:  # RFC 9309 §2.3.1.3: a robots.txt that is unavailable (4xx) allows everything
+                lines = []
+            robots.parse(lines)
             self._robots[origin] = robots
         return self._robots[origin]
 

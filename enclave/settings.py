@@ -170,8 +170,9 @@ class SourceSettings(BaseModel):
     confluence: ConfluenceSettings | None = Field(default=None, description="The spaces of a kind: confluence source.")
     sharepoint: SharePointSettings | None = Field(default=None, description="The drive of a kind: sharepoint source.")
     include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns, relative to path "
-                                                                             "(to the prefix for s3).")
-    exclude: list[str] = Field(default_factory=list, description="Glob patterns, relative to path (prefix for s3).")
+                                                                             "(s3: to the prefix; web: whole URLs).")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns, relative to path (s3: to the "
+                                                                 "prefix; web: whole URLs).")
     groups: list[str] = Field(
         default_factory=lambda: ["everyone"],
         description="ACL: the groups allowed to see this source's documents (for s3: those without their own).",
