@@ -128,7 +128,9 @@ def ingest(
             reports = ingest_flow(source=source, path=str(path) if path else None, config_file=_config_file(config),
                                   retry_failed=retry_failed)
     except SourceUnavailable as exc:  # nothing of that source was deleted; try again when it is back
-        err.print(f"[red]{exc}[/red]; nothing of it was deleted", markup=True, soft_wrap=True)
+        from rich.markup import escape
+
+        err.print(f"[red]{escape(str(exc))}[/red]; nothing of it was deleted", soft_wrap=True)
         raise typer.Exit(1) from None
     except (KeyError, FileNotFoundError, IndexUnavailable, ImportError, SettingsError) as exc:
         err.print(f"[red]{exc.args[0] if exc.args else exc}[/red]")
