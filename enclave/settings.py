@@ -313,10 +313,12 @@ class IngestSettings(BaseModel):
 
 class RetrievalSettings(BaseModel):
     """How questions find chunks. ``hybrid`` runs dense and BM25 prefetches in one Qdrant query and
-    fuses them with weighted RRF; ``dense`` and ``sparse`` run one side alone (for comparison)."""
+    fuses them (``fusion``: weighted RRF, or DBSF); ``dense`` and ``sparse`` run one side alone (for comparison)."""
 
     top_k: int = Field(default=5, ge=1, le=100)
     mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    fusion: Literal["rrf", "dbsf"] = Field(default="rrf", description="How hybrid fuses its two sides: weighted "
+                                           "reciprocal rank fusion, or distribution-based score fusion.")
     rrf_k: int = Field(default=60, ge=1, description="RRF's k: higher flattens the rank contributions.")
     dense_weight: float = Field(default=1.0, gt=0, description="Weight of the dense prefetch in RRF.")
     sparse_weight: float = Field(default=1.0, gt=0, description="Weight of the BM25 prefetch in RRF.")

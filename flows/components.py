@@ -105,9 +105,9 @@ def build_sparse_embedder(settings: Settings) -> Bm25Embedder:
 
 
 def build_retriever(settings: Settings, embedder: DenseEmbedder, backend: IndexBackend) -> Retriever:
-    """The configured retriever: mode, RRF fusion and top_k from ``settings.retrieval``."""
+    """The configured retriever: mode, fusion and top_k from ``settings.retrieval``."""
     r = settings.retrieval
-    fusion = Fusion(k=r.rrf_k, weights=(r.dense_weight, r.sparse_weight), prefetch=r.prefetch)
+    fusion = Fusion(k=r.rrf_k, weights=(r.dense_weight, r.sparse_weight), prefetch=r.prefetch, method=r.fusion)
     return Retriever(embedder, ChunkStore(backend), top_k=r.top_k, sparse_embedder=build_sparse_embedder(settings),
                      mode=r.mode, fusion=fusion)
 

@@ -2,7 +2,9 @@
 
 Search runs in one Qdrant query: dense nearest neighbours, sparse BM25, or both as prefetches fused with
 Reciprocal Rank Fusion (Cormack, Clarke & Büttcher 2009, "Reciprocal rank fusion outperforms Condorcet
-and individual rank learning methods"), always filtered by the caller's groups inside the query.
+and individual rank learning methods") or Qdrant's distribution-based score fusion (DBSF: each side's
+scores normalised by their mean ± 3 sample standard deviations, then summed), always filtered by the caller's
+groups inside the query.
 """
 
 from __future__ import annotations
@@ -50,14 +52,17 @@ class SearchFilter:
 
 @dataclass(frozen=True)
 class Fusion:
-    """How hybrid search fuses its two prefetches: weighted Reciprocal Rank Fusion as Qdrant computes
-    it, score = sum over prefetches of 1 / (rank / weight + k - 1) with rank from 1. ``prefetch`` is
-    how many candidates each side contributes (at least the search's ``limit``); ``weights`` are
-    (dense, sparse)."""
+    """How hybrid search fuses its two prefetches. ``method`` ``rrf``: weighted Reciprocal Rank Fusion as
+    Qdrant computes it, score = sum over prefetches of 1 / (rank / weight + k - 1) with rank from 1
+    (``weights`` are (dense, sparse)); ``dbsf``: Qdrant's distribution-based score fusion, each side's
+    scores mapped by (score - (mean - 3 sd)) / (6 sd) over its candidates (sd: the sample standard
+    deviation) and summed (no weights, no k). ``prefetch`` is how many candidates each side contributes
+    (at least the search's ``limit``)."""
 
     k: int = 60
     weights: tuple[float, float] = (1.0, 1.0)
     prefetch: int = 100
+    method: str = "rrf"
 
 
 class ChunkStore:
@@ -161,7 +166,8 @@ class ChunkStore:
             request = models.QueryRequest(
                 prefetch=[models.Prefetch(query=dense, using=DENSE, filter=selector, limit=depth),
                           models.Prefetch(query=terms, using=SPARSE, filter=selector, limit=depth)],
-                query=models.RrfQuery(rrf=models.Rrf(k=fusion.k, weights=list(fusion.weights))),
+                query=models.FusionQuery(fusion=models.Fusion.DBSF) if fusion.method == "dbsf" else
+                models.RrfQuery(rrf=models.Rrf(k=fusion.k, weights=list(fusion.weights))),
                 filter=selector, limit=limit, with_payload=True,
             )
         else:

@@ -178,6 +178,8 @@ class EdgeIndex:
                       for p in _as_list(request.prefetch or [])]
         if isinstance(request.query, models.RrfQuery):  # Qdrant's RRF k defaults to 2
             query = qe.Fusion.Rrf(k=int(request.query.rrf.k or 2), weights=request.query.rrf.weights)
+        elif isinstance(request.query, models.FusionQuery) and request.query.fusion == models.Fusion.DBSF:
+            query = qe.Fusion.Dbsf()
         else:
             query = _edge_query(request.query, request.using)
         edge_request = qe.QueryRequest(limit=int(request.limit or 10), query=query, filter=edge_filter(request.filter),

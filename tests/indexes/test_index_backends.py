@@ -412,6 +412,32 @@ def test_hybrid_fuses_both_sides_in_one_query(index: Index, rng) -> None:
     assert rank["hb:dense.md"] < rank.get("hb:sparse.md", 99)  # weighted to dense, even noise overtakes it
 
 
+def test_dbsf_sums_each_sides_scores_normalised_by_mean_and_3_sd(index: Index, rng) -> None:
+    """Distribution-based score fusion as Qdrant defines it, checked against the two sides' own scores."""
+    query_vector = _unit(rng, 1)[0]
+    texts = ["HX-400 warranty summary.", "Warranty claims for the HX-400 sensor.", "Quarterly figures overview.",
+             "Canteen menu for the week.", "HX-400 datasheet and warranty terms.", "Travel policy for staff."]
+    for n, text in enumerate(texts):
+        _put(index, _text_nodes(f"hb:{n}.md", [text]), _unit(rng, 1))
+    sparse = BM25.embed_query("HX-400 warranty claims")
+    dense_side = index.store.search(query_vector, groups=["everyone"], limit=6)
+    sparse_side = index.store.search(sparse=sparse, groups=["everyone"], limit=6)
+
+    def normalised(hits):
+        scores = np.array([h.score for h in hits])
+        spread = 3 * scores.std(ddof=1)  # the sample standard deviation, as Qdrant takes it
+        low, high = scores.mean() - spread, scores.mean() + spread
+        return {h.doc_id: (h.score - low) / (high - low) for h in hits}
+
+    dense_n, sparse_n = normalised(dense_side), normalised(sparse_side)
+    expected = {d: dense_n.get(d, 0.0) + sparse_n.get(d, 0.0) for d in {*dense_n, *sparse_n}}
+    fused = index.store.search(query_vector, sparse=sparse, groups=["everyone"], limit=6,
+                               fusion=Fusion(method="dbsf", prefetch=6))
+    assert [h.doc_id for h in fused] == sorted(expected, key=lambda d: -expected[d])[:6]
+    for hit in fused:
+        assert hit.score == pytest.approx(expected[hit.doc_id], rel=1e-3, abs=1e-4)
+
+
 def test_every_mode_filters_by_groups_inside_the_query(index: Index, rng) -> None:
     secret_vector = _unit(rng, 1)
     secret = "Board minutes: the merger with Nordvik closes in March."
