@@ -203,7 +203,8 @@ class Chunk:
 @dataclass(frozen=True)
 class ScoredChunk:
     """One retrieved chunk, best first within its search. ``score`` depends on the retrieval mode:
-    cosine similarity in [-1, 1] (dense), a BM25 score >= 0 (sparse) or an RRF score in (0, 2/k]
+    cosine similarity in [-1, 1] (dense), a BM25 score >= 0 (sparse) or a fused score (hybrid: DBSF, in [0, 2];
+    or RRF, in (0, 2/k])
     (hybrid); within one search, higher is better."""
 
     id: str

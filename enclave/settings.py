@@ -318,7 +318,9 @@ class RetrievalSettings(BaseModel):
     top_k: int = Field(default=5, ge=1, le=100)
     mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
     fusion: Literal["rrf", "dbsf"] = Field(default="rrf", description="How hybrid fuses its two sides: weighted "
-                                           "reciprocal rank fusion, or distribution-based score fusion.")
+                                           "reciprocal rank fusion (rrf_k, dense_weight, sparse_weight), or "
+                                           "distribution-based score fusion (better retrieval on every dataset "
+                                           "measured; see the README before switching).")
     rrf_k: int = Field(default=60, ge=1, description="RRF's k: higher flattens the rank contributions.")
     dense_weight: float = Field(default=1.0, gt=0, description="Weight of the dense prefetch in RRF.")
     sparse_weight: float = Field(default=1.0, gt=0, description="Weight of the BM25 prefetch in RRF.")

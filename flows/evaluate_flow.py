@@ -349,7 +349,7 @@ def evaluate(
             judged_queries=sum(1 for judged in qrels.values() if any(rel > 0 for rel in judged.values())),
             ingest_seconds=round(ingested.seconds, 1), chunks_embedded=ingested.chunks_embedded,
             seconds=0.0, results=results,
-            settings={"rrf_k": r.rrf_k, "dense_weight": r.dense_weight, "sparse_weight": r.sparse_weight,
+            settings={"fusion": r.fusion, "rrf_k": r.rrf_k, "dense_weight": r.dense_weight, "sparse_weight": r.sparse_weight,
                       "prefetch": max(r.prefetch, CHUNKS_PER_QUERY), "bm25_k": b.k, "bm25_b": b.b,
                       "bm25_avg_len": b.avg_len, "embedder": settings.embedder.model},
             answer_results=answer_results,

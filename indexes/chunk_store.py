@@ -52,7 +52,7 @@ class SearchFilter:
 
 @dataclass(frozen=True)
 class Fusion:
-    """How hybrid search fuses its two prefetches. ``method`` ``rrf``: weighted Reciprocal Rank Fusion as
+    """How hybrid search fuses its two prefetches. ``method`` ``rrf`` (the default): weighted Reciprocal Rank Fusion as
     Qdrant computes it, score = sum over prefetches of 1 / (rank / weight + k - 1) with rank from 1
     (``weights`` are (dense, sparse)); ``dbsf``: Qdrant's distribution-based score fusion, each side's
     scores mapped by (score - (mean - 3 sd)) / (6 sd) over its candidates (sd: the sample standard

@@ -221,7 +221,7 @@ def _edge_query(query: Any, using: str | None) -> Any:
         return _edge_query(query.nearest, using)
     if isinstance(query, list) and all(isinstance(x, (int, float)) for x in query):
         return qe.Query.Nearest([float(x) for x in query], using=using or DENSE)
-    raise ValueError(f"the embedded index runs dense, sparse and RRF-fused queries, not {type(query).__name__}")
+    raise ValueError(f"the embedded index runs dense, sparse and fused (DBSF, RRF) queries, not {type(query).__name__}")
 
 
 def edge_filter(selector: models.Filter | None) -> qe.Filter | None:

@@ -113,7 +113,7 @@ class IndexBackend(Protocol):
 
     ``dimension`` is the size of the chunks' dense vectors. ``scroll`` yields (id, payload) of every
     point a filter (None: all) selects, in id order; ``query`` runs one Qdrant query on the chunks
-    store (``models.QueryRequest``: a dense or sparse query, or both as prefetches fused by RRF) and
+    store (``models.QueryRequest``: a dense or sparse query, or both as prefetches fused by DBSF or RRF) and
     returns its hits best first. Writes are durable when the call returns. Errors are
     [IndexUnavailable][enclave.indexes.IndexUnavailable] (or a subclass); a malformed filter or query
     raises ValueError.

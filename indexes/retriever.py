@@ -1,4 +1,4 @@
-"""Top-k retrieval filtered by the caller's groups: hybrid (dense + BM25, RRF), dense or sparse;
+"""Top-k retrieval filtered by the caller's groups: hybrid (dense + BM25, fused by DBSF or RRF), dense or sparse;
 also a LlamaIndex ``BaseRetriever``."""
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ class AbstentionGate:
             ...                          # answer ABSTENTION_TEXT, answered: false, no generator called
 
     Checks, in order: any passage at all; ``min_score``, the retrieval score (the mode's own scale:
-    cosine for dense, RRF for hybrid) the best passage must reach (None skips it); with
+    cosine for dense, DBSF or RRF for hybrid) the best passage must reach (None skips it); with
     ``check_specific_terms``, every year, code and name of the question (see
     [specific_terms][enclave.llms.abstention.specific_terms]) must occur together in one passage: a
     question about incident INC-3107 is not answered by the post-mortem of INC-2291, nor one about 2023

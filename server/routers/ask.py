@@ -77,7 +77,7 @@ class CitationOut(BaseModel):
     section: str
     chunk: int
     text: str = Field(description="The cited chunk's text.")
-    score: float = Field(description="Retrieval score (RRF in hybrid mode, cosine in dense, BM25 in sparse); higher is better.")
+    score: float = Field(description="Retrieval score (fused in hybrid mode, cosine in dense, BM25 in sparse); higher is better.")
 
 
 class AttemptOut(BaseModel):

@@ -35,7 +35,7 @@ class ChunkOut(BaseModel):
     section: str
     chunk: int = Field(description="The chunk's number within its document, from 0.")
     text: str
-    score: float = Field(description="Retrieval score (RRF in hybrid mode, cosine in dense, BM25 in sparse); higher is better.")
+    score: float = Field(description="Retrieval score (fused in hybrid mode, cosine in dense, BM25 in sparse); higher is better.")
     classification: str
 
 

@@ -395,7 +395,7 @@ def test_hybrid_fuses_both_sides_in_one_query(index: Index, rng) -> None:
     assert "hb:sparse.md" not in dense_ids and "hb:dense.md" not in sparse_ids
     # three candidates a side: dense [dense, both, noise], sparse [sparse, both]; RRF with k=60 scores
     # 1/(rank + 59) per side: both 2/61 beats dense and sparse 1/60 each, which beat noise 1/62
-    shallow = Fusion(prefetch=3)
+    shallow = Fusion(method="rrf", prefetch=3)
     hybrid = index.store.search(query_vector, sparse=sparse, groups=["everyone"], limit=3, fusion=shallow)
     assert [h.doc_id for h in hybrid][0] == "hb:both.md"
     assert {h.doc_id for h in hybrid} == {"hb:both.md", "hb:dense.md", "hb:sparse.md"}
@@ -403,9 +403,9 @@ def test_hybrid_fuses_both_sides_in_one_query(index: Index, rng) -> None:
     assert [h.score for h in hybrid] == sorted((h.score for h in hybrid), reverse=True)
     # weights tip the balance between the one-sided hits: 1/(1/4 + 59) > 1/(1 + 59)
     to_sparse = index.store.search(query_vector, sparse=sparse, groups=["everyone"], limit=3,
-                                   fusion=Fusion(weights=(1.0, 4.0), prefetch=3))
+                                   fusion=Fusion(method="rrf", weights=(1.0, 4.0), prefetch=3))
     to_dense = index.store.search(query_vector, sparse=sparse, groups=["everyone"], limit=3,
-                                  fusion=Fusion(weights=(4.0, 1.0), prefetch=3))
+                                  fusion=Fusion(method="rrf", weights=(4.0, 1.0), prefetch=3))
     rank = {h.doc_id: i for i, h in enumerate(to_sparse)}
     assert rank["hb:sparse.md"] < rank.get("hb:dense.md", 99)
     rank = {h.doc_id: i for i, h in enumerate(to_dense)}
