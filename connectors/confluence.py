@@ -3,7 +3,6 @@ documented REST API (``/rest/api``) over httpx."""
 
 from __future__ import annotations
 
-import base64
 import html
 from collections import Counter
 from collections.abc import Iterator
@@ -87,10 +86,10 @@ class ConfluenceConnector:
         self.attachments = attachments
         self.page_size = page_size
         self.classification = str(classification)
-        credentials = base64.b64encode(f"{username}:{token}".encode()).decode() if username else None
-        headers = {"Accept": "application/json",
-                   "Authorization": f"Basic {credentials}" if credentials else f"Bearer {token}"}
-        self.http = PatientHttp(source, headers=headers, timeout=timeout, retry_budget=retry_budget, transport=transport)
+        auth = httpx.BasicAuth(username, token) if username else None  # Cloud: email + API token
+        headers = {"Accept": "application/json", **({} if username else {"Authorization": f"Bearer {token}"})}
+        self.http = PatientHttp(source, headers=headers, auth=auth, timeout=timeout, retry_budget=retry_budget,
+                                transport=transport)
 
     def __repr__(self) -> str:
         return f"ConfluenceConnector({self.source!r}, {self.base_url!r}, spaces={self.spaces})"

@@ -48,12 +48,14 @@ class PatientHttp:
     the source and the URL, never a header (credentials travel in headers).
     """
 
-    def __init__(self, source: str, *, headers: dict[str, str] | None = None, timeout: float = 30.0,
-                 retry_budget: float = 120.0, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, source: str, *, headers: dict[str, str] | None = None, auth: httpx.Auth | None = None,
+                 timeout: float = 30.0, retry_budget: float = 120.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.source = source
         self.retry_budget = retry_budget
         self.requests: Counter[str] = Counter()
-        self._options: dict[str, Any] = {"headers": headers or {}, "timeout": timeout, "transport": transport}
+        self._options: dict[str, Any] = {"headers": headers or {}, "auth": auth, "timeout": timeout,
+                                         "transport": transport}
         self._client: httpx.Client | None = None
         self._deadline = time.monotonic() + retry_budget
 

@@ -10,12 +10,11 @@ import time
 import pytest
 from standins.confluence_server import Attachment, Confluence, WikiPage, serve
 from standins.web_site import Trouble
+from synced_index import SyncedIndex
 
 from enclave.connectors import ConfluenceConnector
 from enclave.contracts import SourceUnavailable
-from enclave.flows import IngestPipeline, index_path
 from enclave.flows.components import build_connector
-from enclave.indexes import ChunkStore, EdgeIndex, SyncLedger
 from enclave.settings import ConfluenceSettings, Settings, SettingsError, SourceSettings
 
 USER, TOKEN = "bot@halvard.example", "atlassian-Token-Never-Shown-31"
@@ -78,21 +77,6 @@ def test_a_wrong_token_fails_the_listing_without_showing_it(wiki):
     assert TOKEN not in str(failure.value)
 
 
-class Synced:
-    def __init__(self, settings: Settings, embedder) -> None:
-        self.settings, self.embedder = settings, embedder
-        self.backend = EdgeIndex(index_path(settings), embedder.dimension)
-        self.store, self.ledger = ChunkStore(self.backend), SyncLedger(self.backend)
-
-    def run(self):
-        with IngestPipeline.from_settings(self.settings, index=self.backend, embedder=self.embedder) as pipeline:
-            return pipeline.run("wiki")
-
-    def sees(self, groups: list[str], page: str) -> bool:
-        hits = self.store.search(self.embedder.embed(["TLS certificate incident playbook"])[0], groups=groups, limit=50)
-        return any(h.doc_id == f"wiki:page:{page}" for h in hits)
-
-
 @pytest.fixture
 def synced(tmp_path, wiki, embedder, monkeypatch):
     monkeypatch.setenv("WIKI_TOKEN", TOKEN)
@@ -100,9 +84,9 @@ def synced(tmp_path, wiki, embedder, monkeypatch):
         name="wiki", kind="confluence", group_map={"confluence-users": "staff"},
         confluence=ConfluenceSettings(base_url=f"{wiki.url}/wiki", spaces=["ENG", "HR"], username=USER,
                                       token_env="WIKI_TOKEN", page_size=2, timeout=5, retry_budget=10))])
-    index = Synced(settings, embedder)
+    index = SyncedIndex(settings, embedder, "wiki", "wiki:page:", "TLS certificate incident playbook")
     yield index
-    index.backend.close()
+    index.close()
 
 
 def _status(report) -> dict[str, str]:

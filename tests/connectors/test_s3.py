@@ -15,14 +15,14 @@ import boto3
 import pytest
 import yaml
 from standins.fault_proxy import Fault, FaultProxy
+from synced_index import SyncedIndex
 
 from enclave.connectors import GroupMappedConnector, S3Connector
 from enclave.contracts import SourceUnavailable
-from enclave.flows import IngestPipeline, index_path
 from enclave.flows.components import build_connector
-from enclave.indexes import ChunkStore, EdgeIndex, SyncLedger
 from enclave.settings import S3Settings, Settings, SettingsError, SourceSettings, load_settings
 
+SEES = "alpha team sensors gauges warehouse"
 KEY_ID, SECRET = "AKIAENCLAVETEST", "s3cr3t-Never-Printed-9f2c"
 
 
@@ -86,30 +86,11 @@ def _settings(tmp_path, proxy, bucket_name, **s3) -> Settings:
     return Settings(data_dir=tmp_path / "data", sources=[source])
 
 
-class Synced:
-    """An index and a way to sync the bucket into it, as `enclave ingest --source kb` does."""
-
-    def __init__(self, settings: Settings, embedder) -> None:
-        self.settings, self.embedder = settings, embedder
-        self.backend = EdgeIndex(index_path(settings), embedder.dimension)
-        self.store, self.ledger = ChunkStore(self.backend), SyncLedger(self.backend)
-
-    def run(self, settings: Settings | None = None):
-        with IngestPipeline.from_settings(settings or self.settings, index=self.backend,
-                                          embedder=self.embedder) as pipeline:
-            return pipeline.run("kb")
-
-    def sees(self, groups: list[str], doc: str) -> bool:
-        hits = self.store.search(self.embedder.embed(["alpha team sensors gauges warehouse"])[0], groups=groups,
-                                 limit=50)
-        return any(h.doc_id == f"kb:kb/{doc}" for h in hits)
-
-
 @pytest.fixture
 def synced(tmp_path, proxy, bucket, embedder):
-    index = Synced(_settings(tmp_path, proxy, bucket[1]), embedder)
+    index = SyncedIndex(_settings(tmp_path, proxy, bucket[1]), embedder, "kb", "kb:kb/", SEES)
     yield index
-    index.backend.close()
+    index.close()
 
 
 def _status(report) -> dict[str, str]:
@@ -228,7 +209,7 @@ def test_tags_carry_the_acl_and_a_tag_change_is_a_permission_change(tmp_path, pr
         {"Key": "enclave-groups", "Value": "finance"}, {"Key": "enclave-classification", "Value": "top-secret"}]})
     settings = _settings(tmp_path, proxy, name, acl_from="tags", groups_key="enclave-groups",
                          classification_key="enclave-classification")
-    synced = Synced(settings, embedder)
+    synced = SyncedIndex(settings, embedder, "kb", "kb:kb/", SEES)
     try:
         synced.run()
         beta = synced.ledger.entries()["kb:kb/beta.md"]
@@ -242,7 +223,7 @@ def test_tags_carry_the_acl_and_a_tag_change_is_a_permission_change(tmp_path, pr
         assert proxy.counts["GetObjectTagging"] == 4 and proxy.counts["GetObject"] == 0
         assert synced.sees(["audit"], "beta.md")
     finally:
-        synced.backend.close()
+        synced.close()
 
 
 def test_group_map_renames_a_sources_groups(tmp_path, proxy, bucket):

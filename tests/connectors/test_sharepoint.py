@@ -11,12 +11,11 @@ import time
 import pytest
 from standins.graph_server import DRIVE, DriveItem, Graph, serve
 from standins.web_site import Trouble
+from synced_index import SyncedIndex
 
 from enclave.connectors import SharePointConnector
 from enclave.contracts import SourceUnavailable
-from enclave.flows import IngestPipeline, index_path
 from enclave.flows.components import build_connector
-from enclave.indexes import ChunkStore, EdgeIndex, SyncLedger
 from enclave.settings import Settings, SettingsError, SharePointSettings, SourceSettings
 
 TENANT, CLIENT, SECRET = "halvard.onmicrosoft.com", "0f3c8a4e-app", "graph-Secret-Never-Shown-77"
@@ -70,22 +69,6 @@ def test_a_refused_secret_fails_the_listing_without_showing_it(graph):
     assert "wrong" not in str(failure.value)
 
 
-class Synced:
-    def __init__(self, settings: Settings, embedder) -> None:
-        self.settings, self.embedder = settings, embedder
-        self.backend = EdgeIndex(index_path(settings), embedder.dimension)
-        self.store, self.ledger = ChunkStore(self.backend), SyncLedger(self.backend)
-
-    def run(self):
-        with IngestPipeline.from_settings(self.settings, index=self.backend, embedder=self.embedder) as pipeline:
-            return pipeline.run("docs")
-
-    def sees(self, groups: list[str], item: str) -> bool:
-        hits = self.store.search(self.embedder.embed(["supplier budget handbook office review"])[0], groups=groups,
-                                 limit=50)
-        return any(h.doc_id == f"docs:{item}" for h in hits)
-
-
 @pytest.fixture
 def synced(tmp_path, graph, embedder, monkeypatch):
     monkeypatch.setenv("GRAPH_CLIENT_SECRET", SECRET)
@@ -93,9 +76,9 @@ def synced(tmp_path, graph, embedder, monkeypatch):
         name="docs", kind="sharepoint", group_map={FINANCE: "finance", STAFF: "staff", LEGAL: "legal"},
         sharepoint=SharePointSettings(tenant_id=TENANT, client_id=CLIENT, drive_id=DRIVE, graph_url=f"{graph.url}/v1.0",
                                       authority=graph.url, page_size=3, timeout=5, retry_budget=10))])
-    index = Synced(settings, embedder)
+    index = SyncedIndex(settings, embedder, "docs", "docs:", "supplier budget handbook office review")
     yield index
-    index.backend.close()
+    index.close()
 
 
 def _status(report) -> dict[str, str]:

@@ -8,11 +8,10 @@ import time
 
 import pytest
 from standins.web_site import Page, Trouble, WebSite, serve
+from synced_index import SyncedIndex
 
 from enclave.connectors import WebConnector
 from enclave.contracts import SourceUnavailable
-from enclave.flows import IngestPipeline, index_path
-from enclave.indexes import ChunkStore, EdgeIndex, SyncLedger
 from enclave.settings import Settings, SettingsError, SourceSettings, WebSettings, load_settings
 
 
@@ -50,22 +49,11 @@ def _settings(tmp_path, site, **web) -> Settings:
         web=WebSettings(start_urls=[f"{site.url}/"], timeout=5, **web))])
 
 
-class Synced:
-    def __init__(self, settings: Settings, embedder) -> None:
-        self.settings, self.embedder = settings, embedder
-        self.backend = EdgeIndex(index_path(settings), embedder.dimension)
-        self.store, self.ledger = ChunkStore(self.backend), SyncLedger(self.backend)
-
-    def run(self):
-        with IngestPipeline.from_settings(self.settings, index=self.backend, embedder=self.embedder) as pipeline:
-            return pipeline.run("intranet")
-
-
 @pytest.fixture
 def synced(tmp_path, site, embedder):
-    index = Synced(_settings(tmp_path, site, retry_budget=10), embedder)
+    index = SyncedIndex(_settings(tmp_path, site, retry_budget=10), embedder, "intranet")
     yield index
-    index.backend.close()
+    index.close()
 
 
 def _status(report, site) -> dict[str, str]:

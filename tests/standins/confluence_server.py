@@ -13,9 +13,9 @@ import json
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from standins.stand_in_http import StandInHandler, StandInServer, start
 from standins.web_site import Trouble
 
 CONTEXT = "/wiki"
@@ -93,15 +93,10 @@ def _page_json(page: WikiPage, expand: str = "") -> dict:
     }
 
 
-def serve(wiki: Confluence) -> tuple[ThreadingHTTPServer, threading.Thread]:
+def serve(wiki: Confluence) -> tuple[StandInServer, threading.Thread]:
     expected = "Basic " + base64.b64encode(f"{wiki.username}:{wiki.token}".encode()).decode()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
-
-        def log_message(self, *args: object) -> None:
-            pass
+    class Handler(StandInHandler):
 
         def _send(self, status: int, payload: object = None, raw: bytes | None = None, headers: dict | None = None):
             path = urlsplit(self.path).path
@@ -124,8 +119,7 @@ def serve(wiki: Confluence) -> tuple[ThreadingHTTPServer, threading.Thread]:
                 trouble.times -= 1
                 if trouble.status == 0:
                     wiki.counts[(path, 0)] += 1
-                    self.close_connection = True
-                    self.connection.shutdown(2)
+                    self.cut()
                     return
                 return self._send(trouble.status, {"message": "trouble"},
                                   headers={"Retry-After": trouble.retry_after} if trouble.retry_after else None)
@@ -174,14 +168,5 @@ def serve(wiki: Confluence) -> tuple[ThreadingHTTPServer, threading.Thread]:
                                         "_links": {"base": wiki.url + CONTEXT, "context": CONTEXT}})
             return self._send(404, {"message": "not found"})
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request: object, client_address: object) -> None:
-            pass
-
-    server = Server(("127.0.0.1", 0), Handler)
-    wiki.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server, thread, wiki.url = start(Handler)
     return server, thread

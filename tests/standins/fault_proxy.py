@@ -9,8 +9,9 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from standins.stand_in_http import StandInHandler, start
 
 #: (method, path, query) -> whether a fault applies to this request
 Match = Callable[[str, str, dict[str, list[str]]], bool]
@@ -50,12 +51,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
-
-            def log_message(self, *args: object) -> None:
-                pass
+        class Handler(StandInHandler):
 
             def _handle(self) -> None:
                 split = urlsplit(self.path)
@@ -65,8 +61,7 @@ class FaultProxy:
                 fault = proxy._fault(self.command, split.path, query)
                 if fault is not None:
                     if fault.status == 0:
-                        self.close_connection = True
-                        self.connection.shutdown(2)
+                        self.cut()
                         return
                     payload = b"<Error><Code>InjectedFault</Code><Message>injected by the test</Message></Error>"
                     self.send_response(fault.status)
@@ -95,15 +90,8 @@ class FaultProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                pass  # a connection the proxy cut on purpose (or its client gave up on)
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._handler = Handler
+        self.url = ""  # set when the proxy starts (entering the with block)
 
     def _fault(self, method: str, path: str, query: dict[str, list[str]]) -> Fault | None:
         with self._lock:
@@ -114,7 +102,7 @@ class FaultProxy:
         return None
 
     def __enter__(self) -> FaultProxy:
-        self._thread.start()
+        self._server, _, self.url = start(self._handler)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,9 +14,9 @@ import secrets
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from standins.stand_in_http import StandInHandler, StandInServer, start
 from standins.web_site import Trouble
 
 DRIVE = "b!drive-0001"
@@ -100,13 +100,8 @@ def _item_json(graph: Graph, item: DriveItem) -> dict:
             "file": {"mimeType": "application/octet-stream"}}
 
 
-def serve(graph: Graph) -> tuple[ThreadingHTTPServer, threading.Thread]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
-
-        def log_message(self, *args: object) -> None:
-            pass
+def serve(graph: Graph) -> tuple[StandInServer, threading.Thread]:
+    class Handler(StandInHandler):
 
         def _send(self, status: int, payload: object = None, raw: bytes | None = None, headers: dict | None = None):
             graph.counts[(self.command, urlsplit(self.path).path, status)] += 1
@@ -126,8 +121,7 @@ def serve(graph: Graph) -> tuple[ThreadingHTTPServer, threading.Thread]:
             trouble.times -= 1
             if trouble.status == 0:
                 graph.counts[(self.command, path, 0)] += 1
-                self.close_connection = True
-                self.connection.shutdown(2)
+                self.cut()
             else:
                 self._send(trouble.status, {"error": {"code": "trouble", "message": "injected"}},
                            headers={"Retry-After": trouble.retry_after} if trouble.retry_after else None)
@@ -204,14 +198,5 @@ def serve(graph: Graph) -> tuple[ThreadingHTTPServer, threading.Thread]:
             return self._send(200, {"value": window, "@odata.deltaLink":
                                     f"{graph.url}/v1.0/drives/{DRIVE}/root/delta?$top={top}&token={graph.seq}"})
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request: object, client_address: object) -> None:
-            pass
-
-    server = Server(("127.0.0.1", 0), Handler)
-    graph.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server, thread, graph.url = start(Handler)
     return server, thread

@@ -10,8 +10,9 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from standins.stand_in_http import StandInHandler, StandInServer, start
 
 
 @dataclass
@@ -55,22 +56,10 @@ class WebSite:
         return sum(n for (m, _, s), n in self.counts.items() if method in (None, m) and status in (None, s))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass
-
-
-def serve(site: WebSite) -> tuple[_Server, threading.Thread]:
+def serve(site: WebSite) -> tuple[StandInServer, threading.Thread]:
     """Start ``site`` on a free port of 127.0.0.1 (``site.url`` is set); stop with ``server.shutdown()``."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
-
-        def log_message(self, *args: object) -> None:
-            pass
+    class Handler(StandInHandler):
 
         def _answer(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
             site.counts[(self.command, urlsplit(self.path).path, status)] += 1
@@ -89,8 +78,7 @@ def serve(site: WebSite) -> tuple[_Server, threading.Thread]:
                 trouble.times -= 1
                 if trouble.status == 0:
                     site.counts[(self.command, path, 0)] += 1
-                    self.close_connection = True
-                    self.connection.shutdown(2)
+                    self.cut()
                     return
                 headers = {"Retry-After": trouble.retry_after} if trouble.retry_after else {}
                 return self._answer(trouble.status, b"trouble", headers)
@@ -108,8 +96,5 @@ def serve(site: WebSite) -> tuple[_Server, threading.Thread]:
 
         do_HEAD = do_GET
 
-    server = _Server(("127.0.0.1", 0), Handler)
-    site.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server, thread, site.url = start(Handler)
     return server, thread
