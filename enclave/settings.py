@@ -317,10 +317,11 @@ class RetrievalSettings(BaseModel):
 
     top_k: int = Field(default=5, ge=1, le=100)
     mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
-    fusion: Literal["rrf", "dbsf"] = Field(default="rrf", description="How hybrid fuses its two sides: weighted "
-                                           "reciprocal rank fusion (rrf_k, dense_weight, sparse_weight), or "
-                                           "distribution-based score fusion (better retrieval on every dataset "
-                                           "measured; see the README before switching).")
+    fusion: Literal["rrf", "dbsf"] = Field(default="dbsf", description="How hybrid fuses its two sides: "
+                                           "distribution-based score fusion (each side's scores normalised by "
+                                           "mean ± 3 std, then summed; at least as good as the better side on "
+                                           "every dataset measured), or weighted reciprocal rank fusion (rrf_k, "
+                                           "dense_weight, sparse_weight).")
     rrf_k: int = Field(default=60, ge=1, description="RRF's k: higher flattens the rank contributions.")
     dense_weight: float = Field(default=1.0, gt=0, description="Weight of the dense prefetch in RRF.")
     sparse_weight: float = Field(default=1.0, gt=0, description="Weight of the BM25 prefetch in RRF.")
@@ -332,8 +333,8 @@ class AbstentionSettings(BaseModel):
     Before any generator: a year, code or name of the question that no passage mentions
     (``specific_terms``), no passage sharing ``min_overlap`` of the question's key terms, or a best
     retrieval score under ``min_score``. After: the generator's own refusal. The extractive
-    generator abstains when no sentence reaches ``extractive_min_similarity`` (cosine, weighted by
-    its passage's rank)."""
+    generator abstains when no sentence reaches ``extractive_min_similarity`` (cosine of sentence
+    and question)."""
 
     enabled: bool = Field(default=True, description="Check retrieval before asking a generator.")
     min_overlap: float = Field(default=0.25, ge=0, le=1, description="Share of key terms one passage must hold.")

@@ -52,17 +52,18 @@ class SearchFilter:
 
 @dataclass(frozen=True)
 class Fusion:
-    """How hybrid search fuses its two prefetches. ``method`` ``rrf`` (the default): weighted Reciprocal Rank Fusion as
-    Qdrant computes it, score = sum over prefetches of 1 / (rank / weight + k - 1) with rank from 1
-    (``weights`` are (dense, sparse)); ``dbsf``: Qdrant's distribution-based score fusion, each side's
-    scores mapped by (score - (mean - 3 sd)) / (6 sd) over its candidates (sd: the sample standard
-    deviation) and summed (no weights, no k). ``prefetch`` is how many candidates each side contributes
-    (at least the search's ``limit``)."""
+    """How hybrid search fuses its two prefetches. ``method`` ``dbsf`` (the default): Qdrant's
+    distribution-based score fusion, each side's scores mapped by (score - (mean - 3 sd)) / (6 sd) over
+    its candidates (sd: the sample standard deviation; not clipped, so a standout hit passes 1) and
+    summed (no weights, no k); ``rrf``: weighted Reciprocal Rank Fusion as Qdrant computes it, score =
+    sum over prefetches of 1 / (rank / weight + k - 1) with rank from 1 (``weights`` are (dense,
+    sparse)). ``prefetch`` is how many candidates each side contributes (at least the search's
+    ``limit``)."""
 
     k: int = 60
     weights: tuple[float, float] = (1.0, 1.0)
     prefetch: int = 100
-    method: str = "rrf"
+    method: str = "dbsf"
 
 
 class ChunkStore:

@@ -36,8 +36,10 @@ class ExtractiveGenerator:
     best first. With no passages it says the documents hold nothing relevant.
 
     It abstains (answers [ABSTENTION_TEXT][enclave.llms.abstention.ABSTENTION_TEXT]) when no sentence
-    is close enough to the question: the best weighted cosine under ``min_similarity`` (with ``embed``),
-    or no passage it would quote sharing a key term with the question. Never raises GeneratorUnavailable.
+    is close enough to the question: the best cosine under ``min_similarity`` (with ``embed``; unweighted,
+    so the decision does not depend on the fusion's score scale: RRF's scores are nearly flat, DBSF's
+    spread), or no passage it would quote sharing a key term with the question. Never raises
+    GeneratorUnavailable.
     """
 
     def __init__(
@@ -74,15 +76,15 @@ class ExtractiveGenerator:
         if not candidates:
             return Generation(text=NO_CONTEXT_ANSWER, generator=self.name, model="extractive", locality=self.locality,
                               abstained=True)
-        scores = self._scores(request.question, [sentence for _, sentence in candidates])
+        similarity = self._scores(request.question, [sentence for _, sentence in candidates])
         weights = _passage_weights(request.passages)
-        scores = scores * np.array([weights[number - 1] for number, _ in candidates])
+        scores = similarity * np.array([weights[number - 1] for number, _ in candidates])
         best = np.argsort(-scores, kind="stable")[: self.max_sentences]
         asked = key_terms(request.question)
         quoted = {candidates[i][0] for i in best}
         shares_term = not asked or any(asked & key_terms(f"{request.passages[n - 1].title} {request.passages[n - 1].text}")
                                        for n in quoted)
-        if not shares_term or (self.embed is not None and scores[best[0]] < self.min_similarity):
+        if not shares_term or (self.embed is not None and similarity.max() < self.min_similarity):
             return Generation(text=ABSTENTION_TEXT, generator=self.name, model="extractive", locality=self.locality,
                               abstained=True)
         lines = [f"- {candidates[i][1]} [{candidates[i][0]}]" for i in best]
