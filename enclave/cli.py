@@ -6,6 +6,7 @@ Usage::
     enclave ingest --source handbook      # a source from enclave.yaml
     enclave status                        # per source: documents, chunks, last run, failures by reason
     enclave status --failures             # every failed file with its reason
+    enclave reindex                       # rebuild with new embedder/chunk/BM25 settings, no downtime
     enclave ask "How many leave days do I get?"
     enclave serve --port 8000
 """
@@ -156,6 +157,53 @@ def ingest(
 
 
 @app.command()
+def reindex(
+    grace: float = typer.Option(30.0, "--grace", min=0,
+                                help="Seconds readers get to leave the old generation before it is dropped."),
+    allow_dropping: bool = typer.Option(False, "--allow-dropping",
+                                        help="Re-index even if the live index holds sources the settings no longer name."),
+    drop_stale: bool = typer.Option(False, "--drop-stale", help="Only delete old generations no process holds any more."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Rebuild the index with the current settings (embedder, chunk size, BM25) beside the live one, then
+    switch to it atomically: `enclave serve` keeps answering throughout and follows the switch. Exits 1 if
+    a source could not be listed (the live index is untouched), 2 on a usage or settings error."""
+    _quiet_libraries()
+    settings = _settings(config)
+    from rich.markup import escape
+
+    from enclave.contracts import SourceUnavailable
+    from enclave.flows.progress import reporting_progress
+    from enclave.flows.reindex_flow import ReindexRefused, drop_stale_generations
+    from enclave.flows.reindex_flow import reindex as reindex_flow
+    from enclave.indexes.index_backend import IndexUnavailable
+
+    if drop_stale:
+        dropped = drop_stale_generations(settings)
+        console.print(f"dropped {len(dropped)} old generation(s)" + (": " + ", ".join(dropped) if dropped else ""))
+        return
+    if not settings.sources:
+        err.print("[red]no sources configured: a re-index rebuilds the sources enclave.yaml names[/red]")
+        raise typer.Exit(2)
+    reporter = _ProgressReporter()
+    try:
+        with reporter.bar, reporting_progress(reporter):
+            report = reindex_flow(config_file=_config_file(config), grace=grace, allow_dropping=allow_dropping)
+    except SourceUnavailable as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]; the live index is unchanged", soft_wrap=True)
+        raise typer.Exit(1) from None
+    except (ReindexRefused, IndexUnavailable, SettingsError) as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    for source in report.reports:
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(source.counts().items()))
+        console.print(f"[bold]{source.source}[/bold]: {summary}; {source.chunks_embedded} chunks embedded", soft_wrap=True)
+    console.print(f"live: {report.live} (was {report.previous or 'none'}), {report.seconds:.1f} s; old generation "
+                  + ("dropped" if report.dropped else "still open in another process: `enclave reindex --drop-stale` later"),
+                  markup=False)
+
+
+@app.command()
 def status(
     failures: bool = typer.Option(False, "--failures", help="List every failed file with its reason."),
     source: str | None = typer.Option(None, "--source", "-s", help="Only this source."),
@@ -166,7 +214,7 @@ def status(
     _quiet_libraries()
     settings = _settings(config)
     from enclave.contracts import DocumentStatus
-    from enclave.flows.index_location import open_index
+    from enclave.flows.index_location import generations, open_index
     from enclave.indexes.index_backend import IndexUnavailable
     from enclave.indexes.sync_ledger import SyncLedger
 
@@ -176,7 +224,10 @@ def status(
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     try:
-        summaries = SyncLedger(index).summary([s.name for s in settings.sources], only=source)
+        ledger = SyncLedger(index)
+        summaries = ledger.summary([s.name for s in settings.sources], only=source)
+        embedder = (ledger.manifest() or {}).get("embedder", {}).get("model", "not recorded")
+        generation = generations(settings).live()
     finally:
         index.close()
     rows = []
@@ -191,11 +242,13 @@ def status(
     failed_entries = sorted((e for s in summaries for e in s.failed), key=lambda e: (e.source, e.reason, e.doc_id))
     if console.is_terminal:
         table = Table("source", "documents", "indexed", "skipped", "failed", "pending", "chunks", "last run",
-                      "failures by reason", title=f"index {settings.index.collection} ({settings.index.backend})")
+                      "failures by reason", title=f"index {settings.index.collection} ({settings.index.backend}, "
+                                                  f"generation {generation}, embedder {embedder})")
         for row in rows:
             table.add_row(*map(str, row))
         console.print(table)
     else:  # logs and scripts: one whole line per source
+        print(f"index {settings.index.collection} ({settings.index.backend}): generation {generation}, embedder {embedder}")
         for name, docs, indexed, skipped, failed, pending, chunks, last_run, reasons in rows:
             print(f"{name}: {docs} documents ({indexed} indexed, {skipped} skipped, {failed} failed, {pending} pending), "
                   f"{chunks} chunks; last run: {last_run}; failures by reason: {reasons}")
@@ -472,8 +525,22 @@ def serve(
     settings = _settings(config)
     import uvicorn
 
+    from enclave.flows.index_location import open_index
+    from enclave.flows.index_manifest import check_manifest
+    from enclave.indexes.index_backend import IndexMissing, IndexUnavailable
     from enclave.server.app import create_app
 
+    try:  # refuse an index built with another embedder before the model loads
+        index = open_index(settings)
+        try:
+            check_manifest(index, settings, answering=True)
+        finally:
+            index.close()
+    except IndexMissing:
+        pass  # the first ingest (through this server) creates it
+    except IndexUnavailable as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     host, port = host or settings.server.host, port or settings.server.port
     # other processes here (enclave ingest, scheduled flow runs) reach the embedded index through this one
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host

@@ -469,6 +469,8 @@ class ServerSettings(BaseModel):
         default=20.0, gt=0, description="Seconds the local generator may take to condense a follow-up question.")
     answer_threads: int = Field(
         default=256, ge=1, description="Answers in progress at once (each holds a thread while it streams).")
+    follow_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between checks for a new live index generation (`enclave reindex`).")
 
 
 class Settings(BaseSettings):

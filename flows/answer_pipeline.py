@@ -21,6 +21,7 @@ from enclave.flows.components import (
     build_route,
 )
 from enclave.flows.index_location import open_index
+from enclave.flows.index_manifest import IndexOutdated, check_manifest
 from enclave.indexes.chunk_store import ChunkStore, SearchFilter
 from enclave.indexes.embedder import DenseEmbedder
 from enclave.indexes.index_backend import IndexBackend
@@ -79,7 +80,8 @@ class AnswerPipeline:
     (a local model, else the history's keywords); the history itself goes to no generator that answers.
     ``index`` and ``embedder`` may be ones the caller holds (left open); an index the pipeline opens,
     ``close`` closes. Raises [AllGeneratorsFailed][enclave.llms.AllGeneratorsFailed] when no generator
-    on the route answers.
+    on the route answers; ``from_settings`` raises [IndexOutdated][enclave.flows.index_manifest.IndexOutdated] for an
+    index built with another embedder (or BM25 language) than the settings name.
 
     Abstention: when ``gate`` finds nothing in the passages worth asking about, no generator runs and
     the answer is [ABSTENTION_TEXT][enclave.llms.abstention.ABSTENTION_TEXT] with ``answered=False``;
@@ -103,6 +105,12 @@ class AnswerPipeline:
                       index: IndexBackend | None = None) -> AnswerPipeline:
         embedder = embedder or build_embedder(settings)
         backend = index or open_index(settings, embedder.dimension)
+        try:
+            check_manifest(backend, settings, answering=True)
+        except IndexOutdated:
+            if index is None:
+                backend.close()
+            raise
         breakers = build_breakers(settings)
         a = settings.abstention
         gate = AbstentionGate(a.min_score, a.min_overlap, a.specific_terms) if a.enabled else None

@@ -25,6 +25,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from enclave.contracts import Connector, DocumentStatus, SourceDocument, StatefulConnector, SyncOutcome
 from enclave.flows.components import build_connector
 from enclave.flows.index_location import open_index
+from enclave.flows.index_manifest import check_manifest, index_manifest
 from enclave.flows.ingest_components import IngestComponents
 from enclave.flows.ingest_report import DocumentOutcome, IngestReport
 from enclave.flows.ingest_tasks import (
@@ -102,7 +103,9 @@ class IngestPipeline:
     [ProgressEvent][enclave.flows.ProgressEvent]s. ``index`` and ``embedder`` may be ones the caller
     already holds (left open); what the pipeline opens, ``close`` closes. Raises KeyError for an unknown
     source name, the connector's error for a listing that fails (FileNotFoundError for a missing
-    folder) and [IndexUnavailable][enclave.indexes.IndexUnavailable] when the index cannot be used.
+    folder) and [IndexUnavailable][enclave.indexes.IndexUnavailable] when the index cannot be used
+    ([IndexOutdated][enclave.flows.index_manifest.IndexOutdated] when it was built with other embedder, chunker or
+    BM25 settings: `enclave reindex`). The first ingest into an index keeps those settings as its manifest.
     """
 
     def __init__(self, settings: Settings, index: IndexBackend, components: IngestComponents,
@@ -118,10 +121,15 @@ class IngestPipeline:
     def from_settings(cls, settings: Settings, index: IndexBackend | None = None, embedder: DenseEmbedder | None = None,
                       progress: ProgressCallback | None = None) -> IngestPipeline:
         components = IngestComponents.from_settings(settings, embedder=embedder, progress=progress)
+        backend = None
         try:
             backend = index or open_index(settings, components.embedder.dimension)
+            if check_manifest(backend, settings) is None:
+                SyncLedger(backend).save_manifest(index_manifest(settings, components.embedder.dimension))
         except BaseException:
             components.close()
+            if index is None and backend is not None:
+                backend.close()
             raise
         return cls(settings, backend, components, owns_index=index is None)
 

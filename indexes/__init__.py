@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         SparseVector,
         Store,
     )
+    from enclave.indexes.index_generations import EdgeGenerations, IndexGenerations, ServerGenerations
     from enclave.indexes.parser import DocumentParser, ParseError
     from enclave.indexes.remote_index import IndexOwner, RemoteIndex
     from enclave.indexes.retriever import Retriever
@@ -40,10 +41,11 @@ if TYPE_CHECKING:
     from enclave.indexes.sparse_embedder import Bm25Embedder
     from enclave.indexes.sync_ledger import LedgerEntry, RunRecord, SourceSummary, SyncLedger
 
-__all__ = ["Bm25Embedder", "ChunkStore", "DenseEmbedder", "DocumentParser", "EdgeIndex", "EmbedderError", "Fusion",
-    "Hit", "IndexBackend", "IndexLocked", "IndexMismatch", "IndexMissing", "IndexOwner", "IndexUnavailable",
-    "LedgerEntry", "MODES", "MarkdownChunker", "ParseError", "Point", "RemoteIndex", "Retriever", "RunRecord",
-    "SearchFilter", "ServerIndex", "SourceSummary", "SparseVector", "Store", "SyncLedger"]
+__all__ = ["Bm25Embedder", "ChunkStore", "DenseEmbedder", "DocumentParser", "EdgeGenerations", "EdgeIndex", "EmbedderError",
+    "Fusion", "Hit", "IndexBackend", "IndexGenerations", "IndexLocked", "IndexMismatch", "IndexMissing", "IndexOwner",
+    "IndexUnavailable", "LedgerEntry", "MODES", "MarkdownChunker", "ParseError", "Point", "RemoteIndex", "Retriever",
+    "RunRecord", "SearchFilter", "ServerGenerations", "ServerIndex", "SourceSummary", "SparseVector", "Store",
+    "SyncLedger"]
 __getattr__, __dir__ = lazy_exports(globals(), {
     "enclave.indexes.chunk_store": ["MODES", "ChunkStore", "Fusion", "SearchFilter"],
     "enclave.indexes.chunker": ["MarkdownChunker"],
@@ -53,6 +55,7 @@ __getattr__, __dir__ = lazy_exports(globals(), {
         "Hit", "IndexBackend", "IndexLocked", "IndexMismatch", "IndexMissing", "IndexUnavailable", "Point",
         "SparseVector", "Store",
     ],
+    "enclave.indexes.index_generations": ["EdgeGenerations", "IndexGenerations", "ServerGenerations"],
     "enclave.indexes.parser": ["DocumentParser", "ParseError"],
     "enclave.indexes.remote_index": ["IndexOwner", "RemoteIndex"],
     "enclave.indexes.retriever": ["Retriever"],

@@ -45,7 +45,7 @@ class ServerIndex:
     def __init__(self, client: QdrantClient, collection: str, dimension: int | None = None) -> None:
         self.client = client
         self.collection = collection
-        self._names = {Store.CHUNKS: collection, Store.LEDGER: f"{collection}_ledger", Store.RUNS: f"{collection}_runs"}
+        self._names = self.collection_names(collection)
         try:
             if dimension is None:  # an existing collection knows its own dimension (e.g. for `enclave status`)
                 if not client.collection_exists(collection):
@@ -57,6 +57,12 @@ class ServerIndex:
             raise
         except Exception as exc:  # qdrant-client raises transport and HTTP errors of many types
             raise IndexUnavailable(f"Qdrant server unavailable for collection {collection!r}: {exc}") from exc
+
+    @staticmethod
+    def collection_names(collection: str) -> dict[Store, str]:
+        """The collections (or aliases) of the three stores: ``<collection>``, ``<collection>_ledger``,
+        ``<collection>_runs``."""
+        return {Store.CHUNKS: collection, Store.LEDGER: f"{collection}_ledger", Store.RUNS: f"{collection}_runs"}
 
     def _ensure_collections(self) -> None:
         if self.client.collection_exists(self.collection):

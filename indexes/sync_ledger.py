@@ -17,6 +17,8 @@ from enclave.contracts import DocumentStatus
 from enclave.indexes.index_backend import IndexBackend, Point, Store, all_of, match, now_iso
 
 LEDGER_NAMESPACE = uuid.UUID("0c6f0d55-3f0e-5a43-b9a2-8d1bd4b1e6a2")
+#: The ledger point (and its payload key) that holds the index's manifest.
+MANIFEST = "manifest"
 
 
 @dataclass
@@ -126,7 +128,7 @@ class SyncLedger:
         selector = all_of(match("source", source)) if source is not None else None
         return {entry.doc_id: entry for entry in
                 (LedgerEntry.from_payload(payload) for _, payload in self.backend.scroll(Store.LEDGER, selector)
-                 if "state_of" not in payload)}
+                 if "state_of" not in payload and MANIFEST not in payload)}
 
     def put(self, entries: Sequence[LedgerEntry]) -> None:
         """Insert or replace ledger entries (keyed by doc id)."""
@@ -143,6 +145,18 @@ class SyncLedger:
         """Keep ``source``'s connector state (JSON-able) for its next sync."""
         self.backend.upsert(Store.LEDGER, [Point(str(uuid.uuid5(LEDGER_NAMESPACE, f"state:{source}")),
                                                  {"state_of": source, "state": state})])
+
+    def manifest(self) -> dict[str, Any] | None:
+        """What shaped this index's stored vectors, as ``save_manifest``
+        kept it (None: an index built before Enclave kept one, or an empty one)."""
+        for _, payload in self.backend.scroll(Store.LEDGER, all_of(match("point_kind", MANIFEST))):
+            return payload.get(MANIFEST)
+        return None
+
+    def save_manifest(self, manifest: dict[str, Any]) -> None:
+        """Keep ``manifest`` (JSON-able: the embedder, chunker and BM25 settings the vectors were made with)."""
+        self.backend.upsert(Store.LEDGER, [Point(str(uuid.uuid5(LEDGER_NAMESPACE, MANIFEST)),
+                                                 {"point_kind": MANIFEST, MANIFEST: manifest})])
 
     def forget(self, doc_ids: Sequence[str]) -> None:
         """Remove the ledger entries of ``doc_ids``."""

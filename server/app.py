@@ -15,6 +15,7 @@ from enclave.indexes.remote_index import IndexOwner
 from enclave.llms.fallback_router import AllGeneratorsFailed
 from enclave.server.authentication import Authenticator
 from enclave.server.body_limit import BodySizeLimit
+from enclave.server.index_follower import IndexFollower
 from enclave.server.metrics import install_metrics
 from enclave.server.rate_limit import RateLimiter
 from enclave.server.routers import ask, chat, health, index, metrics, models, page, retrieve
@@ -38,7 +39,9 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
     ``index_url``: the URL other processes on this machine reach this server at. Given one, and an
     embedded index, the server claims the index (``owner.json`` beside the shard, see
     [RemoteIndex][enclave.indexes.RemoteIndex]) and serves it on ``/internal/index/*``, so ``enclave
-    ingest`` and scheduled flow runs write through this process while it keeps answering.
+    ingest`` and scheduled flow runs write through this process while it keeps answering. A pipeline
+    the app builds itself follows ``enclave reindex`` to each new live generation
+    ([IndexFollower][enclave.server.index_follower.IndexFollower]).
     """
 
     @asynccontextmanager
@@ -52,14 +55,18 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
         if index_url and isinstance(index, EdgeIndex):
             app.state.index_owner = IndexOwner.claim(index.path, index_url)
             app.state.owned_index = index
+        # a pipeline built here follows `enclave reindex` to each new live generation (and is closed by the follower)
+        follower = IndexFollower(app, settings, index_url, interval=settings.server.follow_interval) if owned else None
+        if follower is not None:
+            follower.start()
         try:
             yield
         finally:
             app.state.answer_executor.shutdown(wait=False, cancel_futures=True)
             if app.state.index_owner is not None:
-                app.state.index_owner.release(index.path)
-            if owned:
-                app.state.pipeline.close()
+                app.state.index_owner.release(app.state.owned_index.path)
+            if follower is not None:
+                follower.stop()
 
     app = FastAPI(title="Enclave", version=__version__, lifespan=lifespan)
     app.state.settings = settings

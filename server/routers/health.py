@@ -17,6 +17,8 @@ class ReadinessBody(BaseModel):
     status: str
     index: str
     generators: dict[str, str]
+    generation: str | None = None
+    embedder: str | None = None
 
 
 @router.get("/healthz", response_model=Health)
@@ -27,8 +29,10 @@ def healthz() -> Health:
 @router.get("/readyz", response_model=ReadinessBody, responses={503: {"model": ReadinessBody}})
 def readyz(request: Request, response: Response) -> ReadinessBody:
     """200 when ready, else 503, both with ``{"status": "ready" | "not ready", "index": "ok" |
-    "unreachable: ...", "generators": {name: "ok" | "unreachable: ..."}}``. Generators' results are
-    cached a few seconds (enclave.server.readiness.ReadinessProbe); the index is touched every time."""
+    "unreachable: ...", "generators": {name: "ok" | "unreachable: ..."}, "generation": the index
+    generation answers come from (``enclave reindex`` moves it), "embedder": the model queries are
+    embedded with}``. Generators' results are cached a few seconds
+    (enclave.server.readiness.ReadinessProbe); the index is touched every time."""
     state = request.app.state
     probe = getattr(state, "readiness", None)
     if probe is None:
@@ -40,4 +44,6 @@ def readyz(request: Request, response: Response) -> ReadinessBody:
         readiness = probe.check(pipeline.store, pipeline.router.generators)
     if not readiness.ready:
         response.status_code = 503
-    return ReadinessBody(**readiness.as_json())
+    embedder = getattr(getattr(pipeline, "retriever", None), "embedder", None)
+    return ReadinessBody(**readiness.as_json(), generation=getattr(state, "index_generation", None),
+                         embedder=getattr(embedder, "model_name", None))

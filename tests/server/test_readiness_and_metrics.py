@@ -72,7 +72,9 @@ def test_ollama_alone_on_the_route_decides_readiness_and_is_asked_once_per_cache
             client.app.state.readiness = ReadinessProbe(timeout=1.0, cache_seconds=5.0, clock=lambda: now[0])
             ready = client.get("/readyz")
             assert ready.status_code == 200, ready.text
-            assert ready.json() == {"status": "ready", "index": "ok", "generators": {"ollama": "ok"}}
+            # a pipeline passed in is not followed across re-indexes: no generation to report
+            assert ready.json() == {"status": "ready", "index": "ok", "generators": {"ollama": "ok"}, "generation": None,
+                                    "embedder": "sentence-transformers/all-MiniLM-L6-v2"}
             assert ollama_server.calls == [("GET", "/api/tags")]
 
             ollama_server.fail_status = 500
