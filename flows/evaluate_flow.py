@@ -2,7 +2,8 @@
 
 Read top to bottom: load the dataset (a BEIR folder, or a QA file with the documents it is about),
 ingest its documents into a collection of its own (``eval-<name>``, incremental like any ingest, so
-a second run embeds nothing), judge QA questions that name no source by where their answer occurs,
+a second run embeds nothing; one built with other embedder, chunker or BM25 settings is replaced by an
+empty generation first), judge QA questions that name no source by where their answer occurs,
 run every query in each mode (dense, sparse, hybrid), score the document rankings (nDCG@10,
 recall@10/100, MRR@10, hit@k; see [enclave.indexes.retrieval_metrics][enclave.indexes.retrieval_metrics])
 and time each query. The report is a Prefect Markdown artifact (``evaluation-<name>``) and files: JSON,
@@ -35,8 +36,10 @@ from enclave.connectors.beir import (
 from enclave.connectors.squad import SquadConnector, is_squad_file
 from enclave.flows.answer_metrics import JudgedAnswer, judge_answer, percentile, score_answers
 from enclave.flows.answer_pipeline import Answered, AnswerPipeline
-from enclave.flows.components import build_retriever
+from enclave.flows.components import build_embedder, build_retriever
 from enclave.flows.evaluation_report import AnswerResult, EvaluationReport, ModeResult
+from enclave.flows.index_location import generations
+from enclave.flows.index_manifest import IndexOutdated
 from enclave.flows.ingest_pipeline import IngestPipeline
 from enclave.flows.progress import current_progress
 from enclave.indexes.chunk_store import MODES, ChunkStore
@@ -195,6 +198,16 @@ def judge_by_answers(store: ChunkStore, source: str, answers: dict[str, str]) ->
 
 
 @task(name="run-queries", cache_policy=NO_CACHE)
+def _start_afresh(settings: Settings) -> None:
+    """Replace the evaluation collection by an empty generation (the old one is dropped: it holds only
+    the dataset, which the next ingest brings back with the current settings)."""
+    index_generations = generations(settings)
+    previous, name = index_generations.live(), index_generations.new_name()
+    index_generations.open(name, build_embedder(settings).dimension).close()
+    index_generations.switch(name)
+    index_generations.drop(previous)
+
+
 def run_queries(
     retriever: Retriever, queries: dict[str, str], groups: Sequence[str], mode: str
 ) -> tuple[dict[str, list[str]], list[float]]:
@@ -320,7 +333,12 @@ def evaluate(
             raise DatasetError(f"{data.name}: no gold answers to evaluate answers by (a SQuAD or QA file has them)")
     settings = settings.model_copy(update={"index": settings.index.model_copy(update={"collection": f"eval-{data.name}"})})
 
-    pipeline = IngestPipeline.from_settings(settings, progress=current_progress())
+    try:
+        pipeline = IngestPipeline.from_settings(settings, progress=current_progress())
+    except IndexOutdated as exc:  # the evaluation's own index, from other settings: start it afresh
+        logger.warning("%s: rebuilding the evaluation index (%s)", data.name, ", ".join(exc.differences))
+        _start_afresh(settings)
+        pipeline = IngestPipeline.from_settings(settings, progress=current_progress())
     index, embedder = pipeline.index, pipeline.components.embedder
     try:
         ingested = pipeline.run(data.source)

