@@ -325,7 +325,7 @@ def time_encode(model) -> None:
 
 
 class _BatchingEmbedder:
-    """A bench-only PROTOTYPE (``--batch-queries N``), not Enclave's code: concurrent one-query ``embed``
+    """A bench-only PROTOTYPE (``--batch-queries N``), not Enclave's code: concurrent one-query ``embed_query``
     calls share one ``encode`` of up to N queries instead of queueing for the model's lock one by one.
     Whoever holds the turn encodes everything waiting (its own query included); the rest find their
     vector ready. Shows what batching query embeddings in indexes/embedder.py would gain."""
@@ -341,8 +341,11 @@ class _BatchingEmbedder:
         return getattr(self._inner, name)
 
     def embed(self, texts: list[str]):
+        return self._inner.embed(texts)  # passages (the extractive generator's sentences): not batched
+
+    def embed_query(self, texts: list[str]):
         if len(texts) != 1:
-            return self._inner.embed(texts)
+            return self._inner.embed_query(texts)
         slot: dict[str, Any] = {"text": texts[0], "done": False}
         with self._mutex:
             self._waiting.append(slot)
@@ -352,7 +355,7 @@ class _BatchingEmbedder:
                     break
                 with self._mutex:
                     batch, self._waiting = self._waiting[: self._max], self._waiting[self._max:]
-                vectors = self._inner.embed([s["text"] for s in batch])
+                vectors = self._inner.embed_query([s["text"] for s in batch])
                 for s, vector in zip(batch, vectors):
                     s["vector"], s["done"] = vector, True
         return slot["vector"][None, :]
@@ -730,7 +733,7 @@ def main(options: argparse.Namespace) -> None:
         ollama._client = ollama_client.Client(host=standin.url, timeout=httpx.Timeout(60, connect=5.0),
                                               limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
     record_failures(ollama)
-    router = FallbackRouter([ollama, ExtractiveGenerator(embed=embedder.embed)])
+    router = FallbackRouter([ollama, ExtractiveGenerator(embed=embedder.embed, embed_query=embedder.embed_query)])
     query_embedder = _BatchingEmbedder(embedder, options.batch_queries) if options.batch_queries else embedder
     pipeline = _TimedPipeline(_TimedRetriever(build_retriever(settings, query_embedder, index)), router)
 

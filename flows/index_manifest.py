@@ -12,6 +12,9 @@ from enclave.indexes.index_backend import IndexBackend, IndexMismatch
 from enclave.indexes.sync_ledger import SyncLedger
 from enclave.settings import Bm25Settings, ChunkerSettings, EmbedderSettings, Settings
 
+#: Embedder backends that give the same vectors for the same model (OpenVINO runs the sentence-transformers
+#: model's own transformer): switching between them needs no re-index.
+SAME_VECTORS = {"openvino": "sentence-transformers"}
 #: The fields of a manifest that answering depends on (queries are embedded and tokenised with them);
 #: ingesting depends on all of them.
 ANSWER_FIELDS = ("embedder.backend", "embedder.model", "bm25.language")
@@ -30,7 +33,6 @@ def index_manifest(settings: Settings, dimension: int) -> dict[str, Any]:
     """The manifest an index built with ``settings`` gets: ``{"embedder": {"backend", "model"}, "dimension",
     "chunker": {...}, "bm25": {...}}`` (JSON-able)."""
     embedder = settings.embedder.model_dump(include={"backend", "model"})
-    embedder.setdefault("backend", "sentence-transformers")
     return {"embedder": embedder, "dimension": dimension, "chunker": settings.chunker.model_dump(),
             "bm25": settings.bm25.model_dump()}
 
@@ -46,7 +48,10 @@ def manifest_differences(manifest: dict[str, Any], settings: Settings, answering
             name = f"{group}.{key}"
             if answering and name not in ANSWER_FIELDS:
                 continue
-            if stored.get(key) != wanted.get(key):
+            before, now = stored.get(key), wanted.get(key)
+            if name == "embedder.backend":
+                before, now = SAME_VECTORS.get(before, before), SAME_VECTORS.get(now, now)
+            if before != now:
                 differences[name] = (stored.get(key), wanted.get(key))
     return differences
 
@@ -75,7 +80,11 @@ def settings_for_index(settings: Settings, manifest: dict[str, Any] | None) -> S
     generation built with new ones."""
     if not manifest:
         return settings
-    embedder = settings.embedder.model_copy(update=manifest.get("embedder", {}))
+    stored = dict(manifest.get("embedder", {}))
+    if SAME_VECTORS.get(stored.get("backend"), stored.get("backend")) == \
+            SAME_VECTORS.get(settings.embedder.backend, settings.embedder.backend):
+        stored["backend"] = settings.embedder.backend  # the same vectors: keep the configured (faster) backend
+    embedder = settings.embedder.model_copy(update=stored)
     return settings.model_copy(update={
         "embedder": EmbedderSettings.model_validate(embedder.model_dump()),
         "chunker": ChunkerSettings.model_validate(manifest.get("chunker", settings.chunker.model_dump())),

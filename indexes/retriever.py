@@ -16,7 +16,7 @@ from llama_index.core.schema import (
 
 from enclave.contracts import ScoredChunk
 from enclave.indexes.chunk_store import MODES, ChunkStore, Fusion, SearchFilter
-from enclave.indexes.embedder import DenseEmbedder
+from enclave.indexes.embedder_contract import Embedder
 from enclave.indexes.sparse_embedder import Bm25Embedder
 
 
@@ -41,7 +41,7 @@ class Retriever(BaseRetriever):
 
     def __init__(
         self,
-        embedder: DenseEmbedder,
+        embedder: Embedder,
         store: ChunkStore,
         top_k: int = 5,
         groups: Sequence[str] = (),
@@ -79,7 +79,7 @@ class Retriever(BaseRetriever):
         mode = self._checked(mode) if mode else self.mode
         if not groups or not query.strip():
             return []
-        dense = self.embedder.embed([query])[0] if mode != "sparse" else None
+        dense = self.embedder.embed_query([query])[0] if mode != "sparse" else None
         sparse = self.sparse_embedder.embed_query(query) if mode != "dense" else None
         return self.store.search(dense, sparse=sparse, groups=groups, limit=top_k or self.top_k, sources=sources,
                                  where=where, fusion=self.fusion)

@@ -24,12 +24,15 @@ class ExtractiveGenerator:
 
     Usage::
 
-        generator = ExtractiveGenerator(embed=embedder.embed)       # embed: list[str] -> (n, d) L2-normalised
+        generator = ExtractiveGenerator(embed=embedder.embed, embed_query=embedder.embed_query)
         generation = generator.run(request)
         print(generation.text)   # "No language model answered, ... \\n\\n- The HX-400 ... [2]"
 
-    Similarity is the cosine of sentence and question embeddings; without ``embed`` it falls back to
-    word overlap. A sentence's similarity is weighted by how strongly retrieval ranked its passage,
+    ``embed`` and ``embed_query`` map ``list[str]`` to ``(n, d)`` float32 L2-normalised rows: context
+    sentences are passages (``embed``), the question is a query (``embed_query``, default ``embed``;
+    e5 models prefix the two differently). Similarity is the cosine of sentence and question
+    embeddings; without ``embed`` it falls back to word overlap. A sentence's similarity is weighted
+    by how strongly retrieval ranked its passage,
     ``0.5 + 0.5 * score / best score`` (passages with a ``score``, e.g. ``ScoredChunk``): a sentence of
     a passage that only shares words with the question (hybrid search brings those in) does not
     outrank one of the passage retrieval put first. ``max_sentences`` sentences at most are quoted,
@@ -49,8 +52,10 @@ class ExtractiveGenerator:
         name: str = "extractive",
         locality: Locality = Locality.LOCAL,
         min_similarity: float = 0.0,
+        embed_query: Callable[[list[str]], np.ndarray] | None = None,
     ) -> None:
         self.embed = embed
+        self.embed_query = embed_query or embed
         self.max_sentences = max_sentences
         self.min_similarity = min_similarity
         self.name = name
@@ -96,9 +101,9 @@ class ExtractiveGenerator:
         )
 
     def _scores(self, question: str, sentences: list[str]) -> np.ndarray:
-        if self.embed is not None:
-            vectors = self.embed([question, *sentences])
-            return vectors[1:] @ vectors[0]
+        if self.embed is not None and self.embed_query is not None:
+            question_vector = self.embed_query([question])[0]
+            return self.embed(sentences) @ question_vector
         asked = {w.lower() for w in _WORD.findall(question)}
         return np.array(
             [len(asked & {w.lower() for w in _WORD.findall(s)}) / (1 + len(_WORD.findall(s))) ** 0.5 for s in sentences]

@@ -133,7 +133,8 @@ def test_audit_and_costs_report_the_records_of_a_session(tmp_path):
         }
         (tmp_path / "enclave.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
         settings = Settings(**config)
-        route = build_route(settings, SimpleNamespace(embed=None), build_breakers(settings))  # extractive: word overlap
+        no_model = SimpleNamespace(embed=None, embed_query=None)  # extractive: word overlap
+        route = build_route(settings, no_model, build_breakers(settings))
         ask = [Chunk("c-public", "public"), Chunk("c-board", "restricted")]
         sent = route.run(GenerationRequest("What does it cost?", ask, answer_messages("What does it cost?", ask),
                                            principal="ola"))

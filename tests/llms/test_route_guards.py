@@ -242,7 +242,7 @@ def test_a_local_openai_compatible_server_gets_no_egress_guard_and_is_priced_by_
         {"name": "llamacpp", "kind": "openai", "model": "qwen", "host": "http://127.0.0.1:9/v1", "locality": "local"},
         {"name": "gpt", "kind": "openai", "model": "gpt-4o-mini", "host": "http://127.0.0.1:9/v1"},
     ])
-    route = build_route(settings, SimpleNamespace(embed=None), build_breakers(settings))
+    route = build_route(settings, SimpleNamespace(embed=None, embed_query=None), build_breakers(settings))
 
     def egress_guarded(generator) -> bool:
         while isinstance(generator, WrappedGenerator) and not isinstance(generator, EgressGuard):
