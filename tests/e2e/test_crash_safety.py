@@ -37,9 +37,9 @@ KILL_POINTS = [
     ("while listing the source", "enclave.connectors.filesystem:FilesystemConnector.list_documents:before:1"),
     ("during the first parse", "enclave.indexes.parser:DocumentParser.run:before:1"),
     ("during parsing, mid-batch", "enclave.indexes.parser:DocumentParser.run:after:3"),
-    ("during the first embedding", "enclave.indexes.embedder:DenseEmbedder.embed:before:1"),
+    ("during the first embedding", "enclave.indexes.openvino_embedder:OpenVinoEmbedder.embed:before:1"),
     # the points above always come before the run's first write to the index; the ones below may follow it
-    ("after embedding, before the upsert", "enclave.indexes.embedder:DenseEmbedder.embed:after:2"),
+    ("after embedding, before the upsert", "enclave.indexes.openvino_embedder:OpenVinoEmbedder.embed:after:2"),
     ("after the pending ledger entries", "enclave.indexes.sync_ledger:SyncLedger.put:after:1"),
     ("halfway through an upsert", "enclave.indexes.chunk_store:ChunkStore.upsert:partial:1"),
     ("between upsert and ledger update", "enclave.indexes.chunk_store:ChunkStore.upsert:after:1"),
