@@ -39,6 +39,7 @@ def _settings(tmp_path, docs, **changes) -> tuple[str, Settings]:
     return write_settings(settings, tmp_path / "config", f"enclave-{len(changes)}-{abs(hash(str(changes)))}.yaml"), settings
 
 
+@pytest.mark.slow  # ingest flow runs: make test, not the fast lane
 def test_another_embedder_is_refused_by_name_until_a_reindex_rebuilds_the_index(tmp_path, docs):
     config_a, settings_a = _settings(tmp_path, docs)
     [first] = ingest(config_file=config_a)
@@ -79,6 +80,7 @@ def test_another_embedder_is_refused_by_name_until_a_reindex_rebuilds_the_index(
         AnswerPipeline.from_settings(settings_a)
 
 
+@pytest.mark.slow  # ingest flow runs: make test, not the fast lane
 def test_a_reindex_refuses_to_drop_sources_the_settings_no_longer_name(tmp_path, docs):
     config, settings = _settings(tmp_path, docs)
     ingest(config_file=config)
@@ -95,6 +97,7 @@ def test_a_reindex_refuses_to_drop_sources_the_settings_no_longer_name(tmp_path,
     assert generations(settings).live() == report.live
 
 
+@pytest.mark.slow  # ingest flow runs: make test, not the fast lane
 def test_a_source_that_cannot_be_listed_leaves_the_live_index_as_it_was(tmp_path, docs):
     config, settings = _settings(tmp_path, docs)
     ingest(config_file=config)
