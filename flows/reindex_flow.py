@@ -60,9 +60,14 @@ def reindex(config_file: str | None = None, grace: float = 30.0, allow_dropping:
     settings = load_settings(config_file)
     logger = get_run_logger()
     index_generations = generations(settings)
-    previous = _live_generation_with_index(settings)
-    if previous is not None and not allow_dropping:
-        _refuse_unconfigured_sources(settings)
+    indexed = _indexed_sources(settings)
+    previous = None if indexed is None else index_generations.live()
+    missing = sorted((indexed or set()) - {source.name for source in settings.sources})
+    if missing and not allow_dropping:
+        raise ReindexRefused(
+            f"the live index holds sources the settings do not name ({', '.join(missing)}): a re-index rebuilds only "
+            "configured sources, so their documents would be gone. Add them to the settings' sources, or pass "
+            "--allow-dropping to leave them out")
 
     name = index_generations.new_name()
     logger.info("building generation %s beside %s", name, previous or "(none)")
@@ -97,25 +102,13 @@ def drop_stale_generations(settings: Settings) -> list[str]:
     return [name for name in index_generations.names() if name != live and index_generations.drop(name)]
 
 
-def _live_generation_with_index(settings: Settings) -> str | None:
-    """The live generation's name, or None when no index exists yet."""
+def _indexed_sources(settings: Settings) -> set[str] | None:
+    """The sources the live index holds (one open of the index), or None when there is no index yet."""
     try:
-        open_index(settings).close()
+        index = open_index(settings)
     except IndexMissing:
         return None
-    return generations(settings).live()
-
-
-def _refuse_unconfigured_sources(settings: Settings) -> None:
-    index = open_index(settings)
     try:
-        indexed = {entry.source for entry in SyncLedger(index).entries().values()}
+        return {entry.source for entry in SyncLedger(index).entries().values()}
     finally:
         index.close()
-    missing = sorted(indexed - {source.name for source in settings.sources})
-    if missing:
-        raise ReindexRefused(
-            f"the live index holds sources the settings do not name ({', '.join(missing)}): a re-index rebuilds only "
-            "configured sources, so their documents would be gone. Add them to the settings' sources, or pass "
-            "--allow-dropping to leave them out")
-

@@ -211,8 +211,11 @@ class ServerGenerations:
         self.client.update_collection_aliases(change_aliases_operations=operations)
 
     def drop(self, name: str, wait: float = 0.0) -> bool:
+        """A server does not say who still reads a collection: readers get ``wait`` seconds (the grace) to
+        finish what they started on it before its collections are deleted."""
         if name == self.live():
             raise ValueError(f"{name!r} is the live generation; switch to another before dropping it")
+        time.sleep(wait)
         for store in Store:
             self.client.delete_collection(ServerIndex.collection_names(name)[store])
         return True
