@@ -171,7 +171,9 @@ class Chunk:
 
     ``chunk`` numbers the document's chunks from 0; ``section`` is the Markdown heading path;
     ``doc_type`` the file type without the dot (``pdf``); ``modified_at`` ISO 8601 or ""; the rest are
-    the document's identity, ACL (``groups``), label and content hash.
+    the document's identity, ACL (``groups``), label and content hash. ``header`` is the contextual
+    chunk header (the document title and section path) embedded before ``text`` but neither stored
+    nor cited: see [embedding_text][enclave.contracts.Chunk.embedding_text].
     """
 
     id: str
@@ -187,6 +189,13 @@ class Chunk:
     groups: tuple[str, ...]
     classification: str
     content_hash: str
+    header: str = ""
+
+    @property
+    def embedding_text(self) -> str:
+        """What the dense and BM25 embedders see: ``header``, a blank line, then ``text`` (``text``
+        alone when there is no header)."""
+        return f"{self.header}\n\n{self.text}" if self.header else self.text
 
     def payload(self, ingested_at: str) -> dict[str, Any]:
         """The stored payload: ``text, doc_id, source, title, section, uri, doc_type, modified_at,

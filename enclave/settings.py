@@ -312,6 +312,12 @@ class ChunkerSettings(BaseModel):
         default=None, ge=16, description="Tokens per chunk; default and upper bound: the embedder's max sequence length."
     )
     overlap_tokens: int = Field(default=32, ge=0)
+    context_header: bool = Field(
+        default=True,
+        description="Embed each chunk after its document title and section path (`Title > Section`), a contextual "
+        "chunk header: a chunk from the middle of a section still names what it is about. Stored and cited text "
+        "stays the chunk alone.",
+    )
 
 
 class IndexSettings(BaseModel):

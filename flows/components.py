@@ -131,7 +131,8 @@ def build_parser(settings: Settings) -> DocumentParser:
 
 def build_chunker(settings: Settings, embedder: Embedder) -> MarkdownChunker:
     c = settings.chunker
-    return MarkdownChunker(embedder, embedder.max_tokens, chunk_tokens=c.chunk_tokens, overlap_tokens=c.overlap_tokens)
+    return MarkdownChunker(embedder, embedder.max_tokens, chunk_tokens=c.chunk_tokens, overlap_tokens=c.overlap_tokens,
+                          context_header=c.context_header)
 
 
 def build_generator(spec: GeneratorSettings, embedder: Embedder | None, min_similarity: float = 0.0) -> Generator:

@@ -18,6 +18,8 @@ SAME_VECTORS = {"openvino": "sentence-transformers"}
 #: The fields of a manifest that answering depends on (queries are embedded and tokenised with them);
 #: ingesting depends on all of them.
 ANSWER_FIELDS = ("embedder.backend", "embedder.model", "bm25.language")
+#: What a manifest written before a field existed means by its absence: the behaviour of that time.
+BEFORE_FIELD = {"chunker.context_header": False}
 
 
 class IndexOutdated(IndexMismatch):
@@ -48,11 +50,11 @@ def manifest_differences(manifest: dict[str, Any], settings: Settings, answering
             name = f"{group}.{key}"
             if answering and name not in ANSWER_FIELDS:
                 continue
-            before, now = stored.get(key), wanted.get(key)
+            before, now = stored.get(key, BEFORE_FIELD.get(name)), wanted.get(key)
             if name == "embedder.backend":
                 before, now = SAME_VECTORS.get(before, before), SAME_VECTORS.get(now, now)
             if before != now:
-                differences[name] = (stored.get(key), wanted.get(key))
+                differences[name] = (stored.get(key, BEFORE_FIELD.get(name)), wanted.get(key))
     return differences
 
 

