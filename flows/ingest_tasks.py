@@ -118,23 +118,75 @@ def parse_documents(docs: Sequence[SourceDocument], fetched: Sequence[bytes | Do
 @task(name="embed-documents", cache_policy=NO_CACHE)
 def embed_documents(parsed: list[ParsedDocument], components: IngestComponents | ComponentSpec) -> EmbeddedBatch:
     """Chunk the parsed documents and embed the chunks: dense in slices of four model batches (each
-    reported as progress where there is a callback), and sparse (BM25 term weights)."""
+    reported as progress where there is a callback), and sparse (BM25 term weights).
+
+    One document that cannot be chunked or embedded fails alone, recorded with reason ``chunking
+    failed`` or ``embedding failed`` and the exception in ``detail``; the others go on. When the batch's
+    embedding raises, a one-word probe is embedded: if that fails too, the embedder is at fault and the
+    error is raised (failing every document would delete their old chunks); otherwise each document is
+    embedded alone to find the one at fault."""
     parts = IngestComponents.resolve(components)
-    chunks = []
-    for item in parsed:
-        chunks.append(parts.chunker.run(item.document) if item.document is not None else [])
-        if item.document is not None:
-            item.outcome.chunks = len(chunks[-1])
+    chunks = [_chunk(item, parts) for item in parsed]
+    source = parsed[0].doc.source if parsed else ""
     texts = [chunk.embedding_text for doc_chunks in chunks for chunk in doc_chunks]
+    try:
+        matrix, sparse = _embed(texts, parts, source)
+    except Exception:
+        _embed(["probe"], parts, None)  # raises when the embedder itself is broken: the batch fails as a whole
+        matrix, sparse = _embed_each(parsed, chunks, parts)
+    return EmbeddedBatch(parsed, chunks, matrix, sparse)
+
+
+def _fail(item: ParsedDocument, reason: str, exc: Exception) -> None:
+    item.document = None
+    item.outcome = DocumentOutcome(item.doc.doc_id, item.doc.uri, SyncOutcome.FAILED, reason=reason,
+                                   detail=f"{type(exc).__name__}: {exc}"[:500])
+
+
+def _chunk(item: ParsedDocument, parts: IngestComponents) -> list[Chunk]:
+    """``item``'s chunks; [] when there is nothing to index or chunking fails (then ``item`` is failed)."""
+    if item.document is None:
+        return []
+    try:
+        chunks = parts.chunker.run(item.document)
+    except Exception as exc:  # one document's chunking error must not fail the run
+        _fail(item, "chunking failed", exc)
+        return []
+    item.outcome.chunks = len(chunks)
+    return chunks
+
+
+def _embed(texts: list[str], parts: IngestComponents, source: str | None) -> tuple[np.ndarray, list[SparseVector]]:
+    """(len(texts), dimension) float32 dense vectors and the BM25 vectors of ``texts``; progress is
+    reported for ``source`` (not for None)."""
     vectors = []
     step = max(parts.embedder.batch_size * 4, 1)
-    source = parsed[0].doc.source if parsed else ""
     for start in range(0, len(texts), step):
         vectors.append(parts.embedder.embed(texts[start : start + step]))
-        if parts.progress:
+        if parts.progress and source is not None:
             parts.progress(ProgressEvent(ProgressKind.CHUNKS, source, len(vectors[-1])))
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, parts.embedder.dimension), dtype=np.float32)
-    return EmbeddedBatch(parsed, chunks, matrix, parts.sparse_embedder.embed(texts))
+    return matrix, parts.sparse_embedder.embed(texts)
+
+
+def _embed_each(parsed: list[ParsedDocument], chunks: list[list[Chunk]],
+                parts: IngestComponents) -> tuple[np.ndarray, list[SparseVector]]:
+    """Embed document by document; a document whose embedding raises is failed and its chunks dropped
+    (``chunks`` is changed in place). Returns the vectors of the chunks left, in order."""
+    matrices, sparse = [], []
+    for number, (item, doc_chunks) in enumerate(zip(parsed, chunks)):
+        if not doc_chunks:
+            continue
+        try:
+            matrix, terms = _embed([chunk.embedding_text for chunk in doc_chunks], parts, None)  # progress is not reported twice
+        except Exception as exc:  # this document's error, not the run's
+            _fail(item, "embedding failed", exc)
+            chunks[number] = []
+            continue
+        matrices.append(matrix)
+        sparse.extend(terms)
+    matrix = np.concatenate(matrices) if matrices else np.zeros((0, parts.embedder.dimension), dtype=np.float32)
+    return matrix, sparse
 
 
 @task(name="upsert-chunks", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)

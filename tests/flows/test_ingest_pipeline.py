@@ -162,6 +162,67 @@ def test_a_failure_is_recorded_with_its_reason_and_the_run_goes_on(folder_and_in
     assert report.counts()["indexed"] == 2
 
 
+def test_a_document_that_fails_chunking_fails_alone(folder_and_index, embedder, monkeypatch):
+    from enclave.indexes.chunker import MarkdownChunker
+
+    docs, settings, index = folder_and_index
+    real_run = MarkdownChunker.run
+
+    def run(self, document):
+        if "alpha team" in document.text:  # as nltk's sentence-end regex timing out on one long section did
+            raise TimeoutError("regex match exceeded 5.0 s")
+        return real_run(self, document)
+
+    monkeypatch.setattr(MarkdownChunker, "run", run)
+    report = _run(settings, index, embedder)
+    [alpha] = [o for o in report.outcomes if o.doc_id.endswith("a.md")]
+    assert (alpha.status, alpha.reason, alpha.chunks) == ("failed", "chunking failed", 0)
+    assert alpha.detail == "TimeoutError: regex match exceeded 5.0 s"
+    assert _status(report)["long.md"] == "indexed" and index.store.count(doc_id="docs:long.md") > 1
+    assert index.store.count(doc_id="docs:a.md") == 0
+    entry = index.ledger.entries("docs")["docs:a.md"]
+    assert (entry.status, entry.reason) == ("failed", "chunking failed")
+
+    monkeypatch.setattr(MarkdownChunker, "run", real_run)  # fixed: --retry-failed indexes it
+    again = _run(settings, index, embedder, retry_failed=True)
+    assert _status(again)["a.md"] == "updated" and index.store.count(doc_id="docs:a.md") == 1
+
+
+def test_a_document_that_fails_embedding_fails_alone(folder_and_index, embedder, monkeypatch):
+    _, settings, index = folder_and_index
+    real_embed = embedder.embed
+
+    def embed(texts):
+        if any("alpha team" in text for text in texts):
+            raise ValueError("input holds a token the model cannot take")
+        return real_embed(texts)
+
+    monkeypatch.setattr(embedder, "embed", embed)
+    report = _run(settings, index, embedder)
+    [alpha] = [o for o in report.outcomes if o.doc_id.endswith("a.md")]
+    assert (alpha.status, alpha.reason) == ("failed", "embedding failed")
+    assert "cannot take" in alpha.detail
+    [long] = [o for o in report.outcomes if o.doc_id.endswith("long.md")]
+    assert long.status == "indexed" and index.store.count(doc_id="docs:long.md") == long.chunks > 1
+    assert index.store.count(doc_id="docs:a.md") == 0
+
+
+def test_a_broken_embedder_fails_the_run_and_loses_nothing(folder_and_index, embedder, monkeypatch):
+    docs, settings, index = folder_and_index
+    _run(settings, index, embedder)
+    before = (index.store.count(doc_id="docs:long.md"), index.ledger.entries("docs"))
+    (docs / "long.md").write_text("# Long\n\nRewritten, and never embedded.\n", encoding="utf-8")
+
+    def embed(texts):
+        raise RuntimeError("the model is gone")
+
+    monkeypatch.setattr(embedder, "embed", embed)
+    with pytest.raises(RuntimeError, match="the model is gone"):
+        _run(settings, index, embedder)
+    # every document failing would have deleted their chunks: the run fails instead, and keeps them
+    assert (index.store.count(doc_id="docs:long.md"), index.ledger.entries("docs")) == before
+
+
 def test_retry_failed_parses_known_failures_again(folder_and_index, embedder):
     docs, settings, index = folder_and_index
     _run(settings, index, embedder)
