@@ -10,7 +10,7 @@ LAYOUT := build/layout
 # the fast lane's tests: everything but the whole-system runs (tests/e2e) and the few slow integration tests
 CHECK_TESTS ?= -m "not e2e and not slow"
 
-.PHONY: install browser demo test check lint layout imports docs serve clean-demo bench eval-local
+.PHONY: install browser ocr demo test check lint layout imports docs serve clean-demo bench eval-local
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,25 @@ browser:
 		apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null && \
 		$(CHROMIUM) --version 2>/dev/null; \
+	fi
+
+# Debian's Tesseract, for OCR of images and scanned PDF pages in the parse worker (indexes/parse_worker.py), with
+# the traineddata of OCR_LANGUAGES (the settings' ingest.ocr_languages; Debian's names: eng, nor, deu...).
+# Installed only when missing; without root it says so, and images are skipped as "no OCR engine".
+OCR_LANGUAGES ?= eng
+ocr:
+	@missing=""; command -v tesseract >/dev/null || missing="tesseract-ocr"; \
+	for lang in $(OCR_LANGUAGES); do \
+		tesseract --list-langs 2>/dev/null | grep -qx "$$lang" || missing="$$missing tesseract-ocr-$$lang"; \
+	done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "warning: missing $$missing; run 'sudo make ocr' (images are skipped as 'no OCR engine' without it)"; \
+	else \
+		echo "== installing Debian's $$missing (OCR) =="; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null && \
+		tesseract --version 2>&1 | head -1; \
 	fi
 
 demo: install
@@ -67,7 +86,7 @@ check: lint imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(CHECK_TESTS)
 
 # the whole suite: what CI runs (.ci/run)
-test: install browser lint imports docs
+test: install browser ocr lint imports docs
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 # the ingest benchmark (ratios, not assertions): BENCH_ARGS="--docs 100", "--breakdown", "--corpora"...

@@ -341,6 +341,13 @@ class IngestSettings(BaseModel):
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="Larger files are skipped (bytes).")
     parse_timeout: float = Field(default=120.0, gt=0, description="Seconds one file may take to parse.")
     parse_memory_bytes: int = Field(default=4 * 1024**3, ge=256 * 1024**2, description="Memory limit of the parse process.")
+    ocr: bool = Field(default=True, description="Read images and the scanned pages of PDFs by OCR (Tesseract, in the "
+                      "parse process under the same limits). Without Tesseract installed they are skipped as 'no OCR engine'.")
+    ocr_languages: list[str] = Field(default_factory=lambda: ["eng"], min_length=1,
+                                     description="Tesseract languages (traineddata names: eng, nor, deu...); each needs "
+                                     "Debian's tesseract-ocr-<name> (`make ocr OCR_LANGUAGES='eng nor'`).")
+    ocr_dpi: int = Field(default=300, ge=72, le=600, description="Resolution a scanned PDF page is rendered at for OCR.")
+    ocr_max_pages: int = Field(default=100, ge=1, description="Pages read by OCR per file; the rest are noted as not read.")
     batch_documents: int = Field(default=16, ge=1, description="Documents per fetch/parse/embed/upsert task.")
     batches_in_flight: int = Field(
         default=2, ge=1,

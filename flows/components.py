@@ -23,6 +23,7 @@ from enclave.indexes.chunker import MarkdownChunker
 from enclave.indexes.embedder import DenseEmbedder
 from enclave.indexes.embedder_contract import Embedder
 from enclave.indexes.index_backend import IndexBackend
+from enclave.indexes.parse_worker import OcrOptions
 from enclave.indexes.parser import DocumentParser
 from enclave.indexes.retriever import Retriever
 from enclave.indexes.sparse_embedder import Bm25Embedder
@@ -126,7 +127,8 @@ def build_retriever(settings: Settings, embedder: Embedder, backend: IndexBacken
 
 def build_parser(settings: Settings) -> DocumentParser:
     i = settings.ingest
-    return DocumentParser(max_bytes=i.max_file_bytes, timeout=i.parse_timeout, memory_bytes=i.parse_memory_bytes)
+    ocr = OcrOptions(tuple(i.ocr_languages), i.ocr_dpi, i.ocr_max_pages) if i.ocr else None
+    return DocumentParser(max_bytes=i.max_file_bytes, timeout=i.parse_timeout, memory_bytes=i.parse_memory_bytes, ocr=ocr)
 
 
 def build_chunker(settings: Settings, embedder: Embedder) -> MarkdownChunker:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +43,7 @@ from enclave.flows.progress import ProgressCallback, ProgressEvent, ProgressKind
 from enclave.indexes.chunk_store import ChunkStore
 from enclave.indexes.embedder import DenseEmbedder
 from enclave.indexes.index_backend import IndexBackend, now_iso
+from enclave.indexes.parser import UNREADABLE_TYPE
 from enclave.indexes.sync_ledger import LedgerEntry, RunRecord, SyncLedger
 from enclave.settings import Settings, SourceSettings
 
@@ -61,15 +62,22 @@ class SyncPlan:
     acl_changed: list[tuple[SourceDocument, LedgerEntry]] = field(default_factory=list)
 
     @staticmethod
-    def of(docs: Sequence[SourceDocument], known: dict[str, LedgerEntry], retry_failed: bool = False) -> SyncPlan:
+    def of(docs: Sequence[SourceDocument], known: dict[str, LedgerEntry], retry_failed: bool = False,
+           readable: Callable[[str], bool] | None = None) -> SyncPlan:
         """A failed document whose version has not changed stays failed (reported again, not parsed)
         unless ``retry_failed`` or it failed as ``unavailable`` (a transient fetch error: tried again every
-        sync); a skipped one stays skipped."""
+        sync). A skipped one stays skipped, except one skipped because its type could not be read
+        (``unsupported type``, ``no OCR engine``) when ``readable(extension)`` says the parser reads it now
+        (OCR installed or turned on), and, with ``retry_failed``, one skipped with ``no text`` (a scan from
+        before OCR)."""
         listed = {doc.doc_id for doc in docs}
         plan = SyncPlan([], [], [entry for doc_id, entry in known.items() if doc_id not in listed])
         for doc in docs:
             entry = known.get(doc.doc_id)
             retry = entry is not None and entry.status == DocumentStatus.FAILED and (retry_failed or entry.reason == UNAVAILABLE)
+            if entry is not None and entry.status == DocumentStatus.SKIPPED:
+                retry = (entry.reason in UNREADABLE_TYPE and readable is not None and readable(doc.extension)) or (
+                    retry_failed and entry.reason == "no text")
             if entry and entry.version == doc.version and not retry:
                 failed = entry.status == DocumentStatus.FAILED
                 status = SyncOutcome(entry.status) if entry.status in (DocumentStatus.FAILED, DocumentStatus.SKIPPED) \
@@ -151,7 +159,7 @@ class IngestPipeline:
             connector.restore(self.ledger.connector_state(connector.source))
         docs = self._call(list_documents, connector)
         known = self.ledger.entries(connector.source)
-        plan = SyncPlan.of(docs, known, retry_failed)
+        plan = SyncPlan.of(docs, known, retry_failed, readable=self.components.parser.reads)
         report.outcomes += plan.settled
         self._progress(ProgressKind.PLANNED, connector.source, len(docs) + len(plan.gone))
         self._progress(ProgressKind.DOCUMENTS, connector.source, len(plan.settled))

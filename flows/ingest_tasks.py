@@ -111,7 +111,9 @@ def parse_documents(docs: Sequence[SourceDocument], fetched: Sequence[bytes | Do
             outcome = DocumentOutcome(doc.doc_id, doc.uri, SyncOutcome(exc.status), reason=exc.reason, detail=exc.detail)
             results.append(ParsedDocument(doc, None, outcome, previous, content_hash))
             continue
-        results.append(ParsedDocument(doc, document, DocumentOutcome(doc.doc_id, doc.uri, status), previous, content_hash))
+        notes = "; ".join(document.metadata.get("parse_notes", ()))  # what was not read: a page OCR found no text on
+        results.append(ParsedDocument(doc, document, DocumentOutcome(doc.doc_id, doc.uri, status, detail=notes),
+                                      previous, content_hash))
     return results
 
 

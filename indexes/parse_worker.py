@@ -1,11 +1,12 @@
-"""A parse process: converts documents with markitdown outside the ingesting process.
+"""A parse process: converts documents with markitdown outside the ingesting process, and reads
+images and scanned PDF pages by OCR (Tesseract through pytesseract).
 
 The ingesting process talks to it through [ParseWorker][enclave.indexes.parse_worker.ParseWorker]; a
-file that takes longer than its time limit gets the process killed and a fresh one started, and a
-memory limit (RLIMIT_AS) keeps one file from exhausting the machine. Run as
+file that takes longer than its time limit gets the process (and its Tesseract children) killed and a
+fresh one started, and a memory limit (RLIMIT_AS) keeps one file from exhausting the machine. Run as
 ``python .../enclave/indexes/parse_worker.py MEMORY_BYTES`` (by path, so the worker imports only the
-standard library and markitdown, not the whole package); frames on stdin/stdout are 8-byte big-endian
-lengths followed by a pickle.
+standard library, markitdown and the OCR libraries, not the whole package); frames on stdin/stdout are
+8-byte big-endian lengths followed by a pickle.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import os
 import pickle
 import resource
 import select
+import signal
 import struct
 import subprocess
 import sys
+from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
 #: Extensions read as text: their charset is detected on the whole file, not a sample.
@@ -28,6 +31,8 @@ TEXT_EXTENSIONS = frozenset(
 )
 #: Container formats: a file of one of these that reads as plain text is broken, not text.
 BINARY_EXTENSIONS = frozenset({".pdf", ".docx", ".xlsx", ".pptx", ".xls", ".msg", ".epub", ".zip"})
+#: Image types read by OCR (Pillow; HEIC/HEIF through pillow-heif). A multi-page TIFF is read page by page.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".heic", ".heif"})
 _BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
 
@@ -99,12 +104,149 @@ def _markitdown():
     return MarkItDown(enable_plugins=False)
 
 
-def convert_to_markdown(data: bytes, extension: str, filename: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class OcrOptions:
+    """How the worker reads pixels: Tesseract ``languages`` (traineddata names, joined with ``+``), the
+    ``dpi`` a PDF page is rendered at, and at most ``max_pages`` pages OCR'd per file (the rest are noted
+    as not read)."""
+
+    languages: tuple[str, ...] = ("eng",)
+    dpi: int = 300
+    max_pages: int = 100
+
+
+class OcrUnavailable(RuntimeError):
+    """Tesseract (the ``tesseract`` binary, or one of the languages asked for) is not installed."""
+
+
+@dataclass
+class Conversion:
+    """A file as Markdown: ``title`` ("" when the file names none) and ``notes`` on what was not read
+    (``"page 3: OCR found no text"``), kept with the document's ledger entry."""
+
+    markdown: str
+    title: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def ocr_image(image: Any, options: OcrOptions) -> str:
+    """The text Tesseract reads in a Pillow image (LSTM engine, automatic page segmentation). Raises
+    OcrUnavailable when Tesseract or a language is missing."""
+    import pytesseract
+
+    try:
+        return pytesseract.image_to_string(image, lang="+".join(options.languages), config="--oem 1 --psm 3")
+    except pytesseract.TesseractNotFoundError as exc:
+        raise OcrUnavailable("tesseract is not installed (run `make ocr`, or apt-get install tesseract-ocr)") from exc
+    except pytesseract.TesseractError as exc:
+        if "Failed loading language" in str(exc.message) or "Error opening data file" in str(exc.message):
+            raise OcrUnavailable(f"tesseract lacks a language of {'+'.join(options.languages)}: {exc.message}") from exc
+        raise
+
+
+def _pages_markdown(texts: list[tuple[int, str]], notes: list[str], heading: str = "Page") -> str:
+    parts = []
+    for number, text in texts:
+        text = text.strip()
+        if text:
+            parts.append(f"## {heading} {number}\n\n{text}")
+        else:
+            notes.append(f"page {number}: OCR found no text")
+    return "\n\n".join(parts)
+
+
+def image_to_markdown(data: bytes, options: OcrOptions) -> Conversion:
+    """An image's text by OCR; a multi-page image (TIFF, GIF) page by page under ``## Page N``."""
+    from PIL import Image, ImageOps, ImageSequence
+
+    try:
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+    except ImportError:  # without pillow-heif a HEIC file fails to open, and is recorded so
+        pass
+    image = Image.open(io.BytesIO(data))
+    frames = [ImageOps.exif_transpose(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
+    notes: list[str] = []
+    if len(frames) == 1:
+        text = ocr_image(frames[0], options).strip()
+        return Conversion(text, "", notes if text else ["OCR found no text"])
+    read = [(n, ocr_image(frame, options)) for n, frame in enumerate(frames[: options.max_pages], start=1)]
+    if len(frames) > options.max_pages:
+        notes.append(f"pages {options.max_pages + 1}-{len(frames)}: not read (ocr_max_pages {options.max_pages})")
+    return Conversion(_pages_markdown(read, notes), "", notes)
+
+
+def scanned_pages(data: bytes) -> tuple[int, list[int]]:
+    """(page count, the 1-based numbers of the pages of a PDF that have no text layer but hold an
+    image): the pages to OCR. Raises pypdfium2's PdfiumError for a PDF it cannot open."""
+    import pypdfium2
+    import pypdfium2.raw as pdfium_c
+
+    pdf = pypdfium2.PdfDocument(data)
+    try:
+        pages = []
+        for number in range(len(pdf)):
+            page = pdf[number]
+            text = page.get_textpage().get_text_range()
+            if not text.strip() and any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=2)):
+                pages.append(number + 1)
+        return len(pdf), pages
+    finally:
+        pdf.close()
+
+
+def ocr_pdf_pages(data: bytes, pages: list[int], options: OcrOptions) -> list[tuple[int, str]]:
+    """(page number, OCR text) of the given 1-based ``pages``, each rendered at ``options.dpi``."""
+    import pypdfium2
+
+    pdf = pypdfium2.PdfDocument(data)
+    try:
+        return [(n, ocr_image(pdf[n - 1].render(scale=options.dpi / 72).to_pil(), options)) for n in pages]
+    finally:
+        pdf.close()
+
+
+def pdf_to_markdown(data: bytes, filename: str, options: OcrOptions | None) -> Conversion:
+    """markitdown's text of a PDF, then its scanned pages (no text layer, an image) by OCR, each under
+    ``## Page N (scanned)``: a PDF of scans becomes its OCR text, a mixed one keeps its text pages as
+    markitdown reads them and gains the scanned ones after them."""
+    from markitdown import StreamInfo
+
+    result = _markitdown().convert_stream(io.BytesIO(data), stream_info=StreamInfo(extension=".pdf", filename=filename))
+    markdown, title = str(result.markdown or ""), str(result.title or "")
+    if markdown.strip() == data.decode("utf-8", errors="replace").strip():
+        raise ValueError("not a valid .pdf file: it holds only plain text")
+    if options is None:
+        return Conversion(markdown, title)
+    count, pages = scanned_pages(data)
+    if not pages:
+        return Conversion(markdown, title)
+    notes: list[str] = []
+    all_scans = len(pages) == count
+    if len(pages) > options.max_pages:
+        notes.append(f"{len(pages) - options.max_pages} scanned pages after page {pages[options.max_pages - 1]}: "
+                     f"not read (ocr_max_pages {options.max_pages})")
+        pages = pages[: options.max_pages]
+    if all_scans:  # the pages are the document
+        return Conversion(_pages_markdown(ocr_pdf_pages(data, pages, options), notes), title, notes)
+    scanned = _pages_markdown(ocr_pdf_pages(data, pages, options), notes, heading="Scanned page")
+    return Conversion(f"{markdown.rstrip()}\n\n{scanned}" if scanned else markdown, title, notes)
+
+
+def convert_to_markdown(data: bytes, extension: str, filename: str, ocr: OcrOptions | None = None) -> Conversion:
     """markitdown's conversion of ``data`` (.eml through
-    [email_to_markdown][enclave.indexes.parse_worker.email_to_markdown]): returns (markdown, title or "").
-    Raises the converters' errors."""
+    [email_to_markdown][enclave.indexes.parse_worker.email_to_markdown]; images and a PDF's scanned pages
+    by OCR unless ``ocr`` is None). Raises the converters' errors, OcrUnavailable for an image without
+    Tesseract."""
     if extension == ".eml":
-        return email_to_markdown(data)
+        return Conversion(*email_to_markdown(data))
+    if extension in IMAGE_EXTENSIONS:
+        if ocr is None:
+            raise OcrUnavailable("OCR is off (ingest.ocr: false)")
+        return image_to_markdown(data, ocr)
+    if extension == ".pdf":
+        return pdf_to_markdown(data, filename, ocr)
     from markitdown import StreamInfo
 
     charset = detect_charset(data) if extension in TEXT_EXTENSIONS else None
@@ -114,7 +256,7 @@ def convert_to_markdown(data: bytes, extension: str, filename: str) -> tuple[str
     if extension in BINARY_EXTENSIONS and markdown.strip() == data.decode("utf-8", errors="replace").strip():
         # markitdown falls back to reading a broken file as plain text when its content sniffing says text
         raise ValueError(f"not a valid {extension} file: it holds only plain text")
-    return markdown, str(result.title or "")  # plain str: a title may be a bs4 string
+    return Conversion(markdown, str(result.title or ""))  # plain str: a title may be a bs4 string
 
 
 def _write_frame(stream: BinaryIO, obj: Any) -> None:
@@ -145,12 +287,12 @@ class ParseWorker:
     Usage::
 
         worker = ParseWorker(memory_bytes=4 * 1024**3)
-        status, payload = worker.convert(data, ".pdf", "report.pdf", timeout=60)
-        # ("ok", (markdown, title)) or ("error", (exception type name, message))
+        status, payload = worker.convert(data, ".pdf", "report.pdf", timeout=60, ocr=OcrOptions())
+        # ("ok", (markdown, title, notes)) or ("error", (exception type name, message))
         worker.stop()
 
-    Raises TimeoutError when no answer comes within ``timeout`` seconds (the process is then killed)
-    and EOFError when the process died (crash, out of memory).
+    Raises TimeoutError when no answer comes within ``timeout`` seconds (the process and its children,
+    Tesseract's, are then killed) and EOFError when the process died (crash, out of memory).
     """
 
     def __init__(self, memory_bytes: int) -> None:
@@ -158,15 +300,18 @@ class ParseWorker:
         self.process = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), str(memory_bytes)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            start_new_session=True,  # its own process group: a kill reaches the tesseract it runs
         )
 
     @property
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def convert(self, data: bytes, extension: str, filename: str, timeout: float) -> tuple[str, Any]:
+    def convert(self, data: bytes, extension: str, filename: str, timeout: float,
+                ocr: OcrOptions | None = None) -> tuple[str, Any]:
         try:
-            _write_frame(self.process.stdin, (data, extension, filename))
+            # plain data over the pipe: the worker runs this file as __main__, so its classes do not unpickle here
+            _write_frame(self.process.stdin, (data, extension, filename, asdict(ocr) if ocr else None))
         except (BrokenPipeError, OSError) as exc:
             raise EOFError(f"the parse process is gone: {exc}") from None
         ready, _, _ = select.select([self.process.stdout], [], [], timeout)
@@ -176,8 +321,10 @@ class ParseWorker:
         return _read_frame(self.process.stdout)
 
     def stop(self) -> None:
-        if self.alive:
-            self.process.kill()
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # the worker and any tesseract it started
+        except (ProcessLookupError, PermissionError):
+            pass
         self.process.wait(timeout=10)
         for stream in (self.process.stdin, self.process.stdout):
             try:
@@ -195,11 +342,12 @@ def main() -> None:
     source = sys.stdin.buffer
     while True:
         try:
-            data, extension, filename = _read_frame(source)
+            data, extension, filename, ocr = _read_frame(source)
         except EOFError:
             return
         try:
-            reply = ("ok", convert_to_markdown(data, extension, filename))
+            done = convert_to_markdown(data, extension, filename, OcrOptions(**ocr) if ocr else None)
+            reply = ("ok", (done.markdown, done.title, done.notes))
         except MemoryError:
             reply = ("error", ("MemoryError", "the parser ran out of memory"))
         except Exception as exc:  # every converter error goes back to the parent, which classifies it

@@ -289,3 +289,34 @@ def test_progress_events_count_documents_and_chunks(folder_and_index, embedder):
     totals = {kind: sum(e.amount for e in events if e.kind == kind) for kind in ProgressKind}
     assert totals == {ProgressKind.PLANNED: 3, ProgressKind.DOCUMENTS: 3, ProgressKind.CHUNKS: report.chunks_embedded}
     assert events[0].kind == ProgressKind.PLANNED and {e.source for e in events} == {"docs"}
+
+
+def test_a_skip_for_want_of_a_reader_is_retried_once_the_parser_reads_the_type():
+    from enclave.contracts import DocumentStatus, SourceDocument
+    from enclave.flows.ingest_pipeline import SyncPlan
+    from enclave.indexes.sync_ledger import LedgerEntry
+
+    def doc(name):
+        return SourceDocument(doc_id=f"s:{name}", source="s", uri=name, title=name, version="v1", size=1,
+                              groups=("g",), classification="internal", extension="." + name.rsplit(".", 1)[1])
+
+    def skipped(name, reason):
+        return LedgerEntry(doc_id=f"s:{name}", source="s", version="v1", content_hash="h", chunks=0,
+                           status=DocumentStatus.SKIPPED, reason=reason, groups=["g"], classification="internal")
+
+    docs = [doc("scan.png"), doc("photo.heic"), doc("scan.pdf"), doc("song.wav"), doc("empty.txt")]
+    known = {"s:scan.png": skipped("scan.png", "unsupported type"), "s:photo.heic": skipped("photo.heic", "no OCR engine"),
+             "s:scan.pdf": skipped("scan.pdf", "no text"), "s:song.wav": skipped("song.wav", "unsupported type"),
+             "s:empty.txt": skipped("empty.txt", "empty")}
+
+    def reads(extension):
+        return extension != ".wav"
+
+    def todo(plan):
+        return sorted(d.doc_id for d in plan.todo)
+
+    assert todo(SyncPlan.of(docs, known)) == []  # nobody says the parser reads more now
+    assert todo(SyncPlan.of(docs, known, readable=lambda extension: False)) == []
+    assert todo(SyncPlan.of(docs, known, readable=reads)) == ["s:photo.heic", "s:scan.png"]
+    # a PDF skipped as "no text" may be a scan from before OCR: --retry-failed reads it again
+    assert todo(SyncPlan.of(docs, known, retry_failed=True, readable=reads)) == ["s:photo.heic", "s:scan.pdf", "s:scan.png"]
