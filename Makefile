@@ -10,7 +10,7 @@ LAYOUT := build/layout
 # the fast lane's tests: everything but the whole-system runs (tests/e2e) and the few slow integration tests
 CHECK_TESTS ?= -m "not e2e and not slow"
 
-.PHONY: install browser ocr demo test check lint layout imports docs serve clean-demo bench eval-local
+.PHONY: install browser ocr office demo test check lint layout imports docs serve clean-demo bench eval-local
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,21 @@ ocr:
 		tesseract --version 2>&1 | head -1; \
 	fi
 
+# Debian's LibreOffice without a GUI (writer, calc, impress filters), for legacy Office and OpenDocument files
+# (.doc, .ppt, .rtf, .odt, .ods, .odp...), converted headless in the parse worker. Installed only when missing;
+# without root it says so, and those files are skipped as "no office converter".
+office:
+	@if command -v soffice >/dev/null; then :; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "warning: no LibreOffice; run 'sudo make office' (.doc/.ppt/.odt... are skipped as 'no office converter')"; \
+	else \
+		echo "== installing Debian's LibreOffice (headless: writer, calc, impress) =="; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui >/dev/null && \
+		soffice --version; \
+	fi
+
 demo: install
 	@echo "== ingesting examples/halvard (a fictional company's documents) =="
 	$(BIN)/enclave ingest --config examples/enclave.yaml
@@ -86,7 +101,7 @@ check: lint imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(CHECK_TESTS)
 
 # the whole suite: what CI runs (.ci/run)
-test: install browser ocr lint imports docs
+test: install browser ocr office lint imports docs
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 # the ingest benchmark (ratios, not assertions): BENCH_ARGS="--docs 100", "--breakdown", "--corpora"...

@@ -1,10 +1,11 @@
-"""A parse process: converts documents with markitdown outside the ingesting process, and reads
-images and scanned PDF pages by OCR (Tesseract through pytesseract).
+"""A parse process: converts documents with markitdown outside the ingesting process, legacy Office
+and OpenDocument files through LibreOffice headless first, and reads images and scanned PDF pages by
+OCR (Tesseract through pytesseract).
 
 The ingesting process talks to it through [ParseWorker][enclave.indexes.parse_worker.ParseWorker]; a
-file that takes longer than its time limit gets the process (and its Tesseract children) killed and a
-fresh one started, and a memory limit (RLIMIT_AS) keeps one file from exhausting the machine. Run as
-``python .../enclave/indexes/parse_worker.py MEMORY_BYTES`` (by path, so the worker imports only the
+file that takes longer than its time limit gets the process (and its Tesseract and LibreOffice
+children) killed and a fresh one started, and a memory limit (RLIMIT_AS) keeps one file from exhausting the machine. Run as
+``python .../enclave/indexes/parse_worker.py MEMORY_BYTES OFFICE_PROFILE`` (by path, so the worker imports only the
 standard library, markitdown and the OCR libraries, not the whole package); frames on stdin/stdout are
 8-byte big-endian lengths followed by a pickle.
 """
@@ -17,10 +18,12 @@ import os
 import pickle
 import resource
 import select
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
@@ -33,6 +36,17 @@ TEXT_EXTENSIONS = frozenset(
 BINARY_EXTENSIONS = frozenset({".pdf", ".docx", ".xlsx", ".pptx", ".xls", ".msg", ".epub", ".zip"})
 #: Image types read by OCR (Pillow; HEIC/HEIF through pillow-heif). A multi-page TIFF is read page by page.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".heic", ".heif"})
+#: Formats markitdown cannot read (or reads as raw markup: RTF), converted by LibreOffice headless to the
+#: OOXML format markitdown reads, then parsed as that.
+OFFICE_CONVERSIONS = {".doc": ".docx", ".dot": ".docx", ".rtf": ".docx", ".odt": ".docx", ".ott": ".docx",
+                      ".wpd": ".docx", ".ppt": ".pptx", ".pps": ".pptx", ".odp": ".pptx", ".ods": ".xlsx"}
+#: Formats markitdown reads, converted by LibreOffice when markitdown fails on a file.
+OFFICE_FALLBACKS = {".xls": ".xlsx"}
+#: LibreOffice's import filter per format: without one, a file its filter cannot read is imported as plain
+#: text (a corrupt .doc becomes noise) instead of failing.
+OFFICE_FILTERS = {".doc": "MS Word 97", ".dot": "MS Word 97 Vorlage", ".rtf": "Rich Text Format", ".odt": "writer8",
+                  ".ott": "writer8_template", ".wpd": "WordPerfect", ".ppt": "MS PowerPoint 97",
+                  ".pps": "MS PowerPoint 97 AutoPlay", ".odp": "impress8", ".ods": "calc8", ".xls": "MS Excel 97"}
 _BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
 
@@ -117,6 +131,39 @@ class OcrOptions:
 
 class OcrUnavailable(RuntimeError):
     """Tesseract (the ``tesseract`` binary, or one of the languages asked for) is not installed."""
+
+
+class ConverterUnavailable(RuntimeError):
+    """LibreOffice (``soffice``) is not installed, so a legacy Office or OpenDocument file cannot be read."""
+
+
+def libreoffice_convert(data: bytes, extension: str, target: str, profile: str | None = None) -> bytes:
+    """``data`` (a ``extension`` file) converted to ``target`` (".docx", ".pptx", ".xlsx") by LibreOffice
+    headless, with the user profile at ``profile`` (a folder; default a fresh temporary one). No time
+    limit of its own: the parse worker's kills it with the worker. Raises ConverterUnavailable without
+    LibreOffice, ValueError when it produces nothing (a corrupt or password-protected file)."""
+    soffice = shutil.which("soffice") or shutil.which("libreoffice")
+    if soffice is None:
+        raise ConverterUnavailable("LibreOffice is not installed (run `make office`, or apt-get install "
+                                   "libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui)")
+    with tempfile.TemporaryDirectory(prefix="enclave-convert-") as work:
+        source = os.path.join(work, f"document{extension}")
+        with open(source, "wb") as file:
+            file.write(data)
+        profile = profile or os.path.join(work, "profile")
+        done = subprocess.run(
+            [soffice, "--headless", "--norestore", "--nolockcheck", "--nodefault", "--nologo",
+             f"-env:UserInstallation=file://{os.path.abspath(profile)}", f"--infilter={OFFICE_FILTERS[extension]}",
+             "--convert-to", target.lstrip("."),
+             "--outdir", os.path.join(work, "out"), source],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", check=False,
+        )
+        produced = os.path.join(work, "out", f"document{target}")
+        if not os.path.exists(produced) or os.path.getsize(produced) == 0:
+            said = " ".join((done.stderr or done.stdout or "").split())[-300:]
+            raise ValueError(f"LibreOffice could not convert the {extension} file (exit {done.returncode}): {said}")
+        with open(produced, "rb") as file:
+            return file.read()
 
 
 @dataclass
@@ -234,11 +281,14 @@ def pdf_to_markdown(data: bytes, filename: str, options: OcrOptions | None) -> C
     return Conversion(f"{markdown.rstrip()}\n\n{scanned}" if scanned else markdown, title, notes)
 
 
-def convert_to_markdown(data: bytes, extension: str, filename: str, ocr: OcrOptions | None = None) -> Conversion:
+def convert_to_markdown(data: bytes, extension: str, filename: str, ocr: OcrOptions | None = None,
+                        office_profile: str | None = None) -> Conversion:
     """markitdown's conversion of ``data`` (.eml through
     [email_to_markdown][enclave.indexes.parse_worker.email_to_markdown]; images and a PDF's scanned pages
-    by OCR unless ``ocr`` is None). Raises the converters' errors, OcrUnavailable for an image without
-    Tesseract."""
+    by OCR unless ``ocr`` is None; ``OFFICE_CONVERSIONS``' formats, and an .xls markitdown fails on,
+    through [libreoffice_convert][enclave.indexes.parse_worker.libreoffice_convert] with the profile
+    ``office_profile``). Raises the converters' errors, OcrUnavailable for an image without Tesseract,
+    ConverterUnavailable for an Office file without LibreOffice."""
     if extension == ".eml":
         return Conversion(*email_to_markdown(data))
     if extension in IMAGE_EXTENSIONS:
@@ -247,6 +297,19 @@ def convert_to_markdown(data: bytes, extension: str, filename: str, ocr: OcrOpti
         return image_to_markdown(data, ocr)
     if extension == ".pdf":
         return pdf_to_markdown(data, filename, ocr)
+    if extension in OFFICE_CONVERSIONS:
+        target = OFFICE_CONVERSIONS[extension]
+        return _markitdown_conversion(libreoffice_convert(data, extension, target, office_profile), target, filename)
+    try:
+        return _markitdown_conversion(data, extension, filename)
+    except Exception:
+        if extension not in OFFICE_FALLBACKS:
+            raise
+        target = OFFICE_FALLBACKS[extension]  # e.g. an .xls that xlrd cannot read: LibreOffice may
+        return _markitdown_conversion(libreoffice_convert(data, extension, target, office_profile), target, filename)
+
+
+def _markitdown_conversion(data: bytes, extension: str, filename: str) -> Conversion:
     from markitdown import StreamInfo
 
     charset = detect_charset(data) if extension in TEXT_EXTENSIONS else None
@@ -297,8 +360,10 @@ class ParseWorker:
 
     def __init__(self, memory_bytes: int) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # LibreOffice's user profile, clean for each worker (a killed conversion may leave a broken one)
+        self.office_profile = tempfile.mkdtemp(prefix="enclave-office-profile-")
         self.process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), str(memory_bytes)],
+            [sys.executable, os.path.abspath(__file__), str(memory_bytes), self.office_profile],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
             start_new_session=True,  # its own process group: a kill reaches the tesseract it runs
         )
@@ -326,6 +391,7 @@ class ParseWorker:
         except (ProcessLookupError, PermissionError):
             pass
         self.process.wait(timeout=10)
+        shutil.rmtree(self.office_profile, ignore_errors=True)
         for stream in (self.process.stdin, self.process.stdout):
             try:
                 stream.close()
@@ -335,6 +401,7 @@ class ParseWorker:
 
 def main() -> None:
     memory_bytes = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    office_profile = sys.argv[2] if len(sys.argv) > 2 else None
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
@@ -346,7 +413,7 @@ def main() -> None:
         except EOFError:
             return
         try:
-            done = convert_to_markdown(data, extension, filename, OcrOptions(**ocr) if ocr else None)
+            done = convert_to_markdown(data, extension, filename, OcrOptions(**ocr) if ocr else None, office_profile)
             reply = ("ok", (done.markdown, done.title, done.notes))
         except MemoryError:
             reply = ("error", ("MemoryError", "the parser ran out of memory"))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from llama_index.core import Document
 
 from enclave.contracts import DocumentStatus, SourceDocument
-from enclave.indexes.parse_worker import IMAGE_EXTENSIONS, OcrOptions, ParseWorker
+from enclave.indexes.parse_worker import IMAGE_EXTENSIONS, OFFICE_CONVERSIONS, OcrOptions, ParseWorker
 
 #: Extensions nothing here reads text from: skipped with reason "unsupported type", no parse tried.
 #: (Images are read by OCR: see [OcrOptions][enclave.indexes.parse_worker.OcrOptions].)
@@ -21,7 +21,7 @@ UNSUPPORTED_EXTENSIONS = frozenset(
 
 #: Skip reasons that say the parser could not read the file's type (nothing about the file itself): such a
 #: document is parsed again once [DocumentParser.reads][enclave.indexes.DocumentParser.reads] its type.
-UNREADABLE_TYPE = frozenset({"unsupported type", "no OCR engine"})
+UNREADABLE_TYPE = frozenset({"unsupported type", "no OCR engine", "no office converter"})
 
 _OOXML_EXTENSIONS = frozenset({".docx", ".xlsx", ".pptx", ".docm", ".xlsm", ".pptm"})
 _CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an OOXML file in an OLE container is encrypted
@@ -51,6 +51,8 @@ class _Classified:
 def _classify(exc: BaseException) -> _Classified:
     if isinstance(exc, _RemoteError) and exc.kind == "OcrUnavailable":
         return _Classified(DocumentStatus.SKIPPED, "no OCR engine")
+    if isinstance(exc, _RemoteError) and exc.kind == "ConverterUnavailable":
+        return _Classified(DocumentStatus.SKIPPED, "no office converter")
     text = str(exc).lower()
     if any(word in text for word in ("encrypt", "password", "decrypt")):
         return _Classified(DocumentStatus.FAILED, "encrypted")
@@ -82,10 +84,12 @@ class DocumentParser:
     Conversion runs in a worker process with a time limit (``timeout``, seconds) and a memory limit
     (``memory_bytes``), so one pathological file cannot hang or exhaust the run; ``close()`` stops it.
     Formats are markitdown's (PDF, DOCX, PPTX, XLSX/XLS, HTML, EML/MSG, CSV, EPUB, JSON, XML, text...),
-    and with ``ocr`` (default [OcrOptions][enclave.indexes.parse_worker.OcrOptions](); None turns it
-    off) images (PNG, JPEG, TIFF, BMP, GIF, WebP, HEIC) and the scanned pages of PDFs, read by Tesseract
-    within the same limits. What could not be read (a page where OCR found no text) is listed in the
-    metadata's ``parse_notes``.
+    legacy Office and OpenDocument files (.doc, .ppt, .rtf, .odt, .ods, .odp...) converted by LibreOffice
+    headless first (a clean profile per worker), and with ``ocr`` (default
+    [OcrOptions][enclave.indexes.parse_worker.OcrOptions](); None turns it off) images (PNG, JPEG,
+    TIFF, BMP, GIF, WebP, HEIC) and the scanned pages of PDFs, read by Tesseract, within the same
+    limits. What could not be read (a page where OCR found no text) is listed in the metadata's
+    ``parse_notes``.
     The returned Document's ``id_`` is the doc id; its metadata carries source, title, uri, doc_type
     (extension without the dot), modified_at, groups,
     classification, version and content_hash. Raises [ParseError][enclave.indexes.ParseError] for unsupported, empty, too
@@ -102,11 +106,13 @@ class DocumentParser:
         self._lock = threading.Lock()  # one conversion at a time through the one worker process
 
     def reads(self, extension: str) -> bool:
-        """Whether files of ``extension`` (".png") are read here: a type markitdown converts, or an image
-        with OCR on and Tesseract installed."""
+        """Whether files of ``extension`` (".png") are read here: a type markitdown converts, an image
+        with OCR on and Tesseract installed, or a legacy Office or OpenDocument type with LibreOffice installed."""
         extension = extension.lower()
         if extension in UNSUPPORTED_EXTENSIONS:
             return False
+        if extension in OFFICE_CONVERSIONS:
+            return (shutil.which("soffice") or shutil.which("libreoffice")) is not None
         return extension not in IMAGE_EXTENSIONS or (self.ocr is not None and shutil.which("tesseract") is not None)
 
     def run(self, doc: SourceDocument, data: bytes) -> Document:

@@ -179,9 +179,10 @@ def test_ocr_past_the_time_limit_is_killed_with_its_tesseract() -> None:
     # pages big enough that Tesseract takes seconds on each: one that outlived the kill would still be running
     pages = [scan(FIRE_DRILL, seed=n).resize((3400, 4400)) for n in range(4)]
     data = image_bytes(pages[0], "TIFF", save_all=True, append_images=pages[1:], compression="tiff_deflate")
-    parser = DocumentParser(timeout=1.5)
+    parser = DocumentParser(timeout=60)
     try:
         parser.run(source_doc("warm.txt", b"start the worker"), b"start the worker")
+        parser.timeout = 1.5  # each page takes Tesseract several seconds
         group = parser._worker.process.pid  # the worker leads its own process group; tesseract runs in it
         started = time.monotonic()
         with pytest.raises(ParseError) as info:
