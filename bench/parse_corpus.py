@@ -15,8 +15,9 @@ the ingest flow runs them, twice in this process:
 
 Printed per pass: outcomes by status and reason, files that changed outcome, parse seconds in all,
 chunks (as the default embedder's tokenizer cuts them); for OCR: pages read and seconds per page
-(images and scanned PDF pages; each file's parse time over its pages); the worker's peak RSS
-(``getrusage(RUSAGE_CHILDREN)`` after each pass: the largest worker this process has waited for).
+(images and scanned PDF pages; each file's parse time over its pages); the peak RSS of the parse
+worker and the programs it ran (``getrusage(RUSAGE_CHILDREN)`` after each pass, its worker closed:
+the largest process this process has waited for, so far).
 Embedding is not run: the added ingest time is the added parse time plus the added chunks at the
 flow's measured chunks/s (README, Benchmarks). Nothing is asserted.
 """
@@ -56,6 +57,14 @@ def path_without_libreoffice(folder: Path) -> str:
 
 
 def run_pass(label: str, corpora: list[str], parser: DocumentParser, chunker: MarkdownChunker) -> dict:
+    """Parse every file of ``corpora`` with ``parser`` (closed at the end, so its last worker is waited for)."""
+    try:
+        return _parse_all(label, corpora, parser, chunker)
+    finally:
+        parser.close()
+
+
+def _parse_all(label: str, corpora: list[str], parser: DocumentParser, chunker: MarkdownChunker) -> dict:
     outcomes, seconds, chunks, ocr_pages, ocr_seconds = {}, 0.0, 0, 0, 0.0
     for name in corpora:
         connector = FilesystemConnector(name, CORPORA / name)
@@ -79,6 +88,7 @@ def run_pass(label: str, corpora: list[str], parser: DocumentParser, chunker: Ma
                     ocr_pages += pages
                     ocr_seconds += spent
             seconds += spent
+    parser.close()  # the worker is waited for: its peak counts in RUSAGE_CHILDREN (with Tesseract's and LibreOffice's)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     counts = Counter(f"{status}: {reason}" if reason else status for status, reason in outcomes.values())
     print(f"\n== {label}: {len(outcomes)} files, parse {seconds:.1f} s, {chunks} chunks, worker peak RSS {peak:.0f} MiB")
@@ -105,17 +115,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="enclave-bench-path-") as folder:
         saved = os.environ["PATH"]
         os.environ["PATH"] = path_without_libreoffice(Path(folder))
-        before_parser = DocumentParser(ocr=None)
         try:
-            before = run_pass("before (no OCR, no LibreOffice)", args.corpus, before_parser, chunker)
+            before = run_pass("before (no OCR, no LibreOffice)", args.corpus, DocumentParser(ocr=None), chunker)
         finally:
-            before_parser.close()
             os.environ["PATH"] = saved
-    after_parser = DocumentParser()
-    try:
-        after = run_pass("after (OCR + LibreOffice)", args.corpus, after_parser, chunker)
-    finally:
-        after_parser.close()
+    after = run_pass("after (OCR + LibreOffice)", args.corpus, DocumentParser(), chunker)
 
     changed = {doc_id: (before["outcomes"][doc_id], outcome) for doc_id, outcome in after["outcomes"].items()
                if before["outcomes"].get(doc_id) != outcome}

@@ -5,7 +5,7 @@ Usage::
     enclave ingest ./docs                 # a folder, as an ad-hoc source
     enclave ingest --source handbook      # a source from enclave.yaml
     enclave status                        # per source: documents, chunks, last run, failures by reason
-    enclave status --failures             # every failed file with its reason
+    enclave status --failures             # every failed and skipped file with its reason
     enclave reindex                       # rebuild with new embedder/chunk/BM25 settings, no downtime
     enclave ask "How many leave days do I get?"
     enclave serve --port 8000
@@ -205,11 +205,12 @@ def reindex(
 
 @app.command()
 def status(
-    failures: bool = typer.Option(False, "--failures", help="List every failed file with its reason."),
+    failures: bool = typer.Option(False, "--failures", help="List every failed and skipped file with its reason, "
+                                  "and indexed ones with a note on what was not read."),
     source: str | None = typer.Option(None, "--source", "-s", help="Only this source."),
     config: Path | None = ConfigOption,
 ) -> None:
-    """Per source: documents by status, chunks in the index, the last run, failures by reason.
+    """Per source: documents by status, chunks in the index, the last run, failures and skips by reason.
     Loads no model. Exits 2 if there is no index yet."""
     _quiet_libraries()
     settings = _settings(config)
@@ -236,30 +237,34 @@ def status(
         last_run = "never" if last is None else (
             f"{last.finished_at} ({last.seconds:.0f} s: " + ", ".join(f"{n} {k}" for k, n in sorted(last.counts.items())) + ")")
         reasons = ", ".join(f"{n} {r}" for r, n in s.failures_by_reason().items()) or "-"
+        skips = ", ".join(f"{n} {r}" for r, n in s.skips_by_reason().items()) or "-"
         counts = [s.by_status.get(status, 0) for status in
                   (DocumentStatus.INDEXED, DocumentStatus.SKIPPED, DocumentStatus.FAILED, DocumentStatus.PENDING)]
-        rows.append((s.source, s.documents, *counts, s.chunks, last_run, reasons))
-    failed_entries = sorted((e for s in summaries for e in s.failed), key=lambda e: (e.source, e.reason, e.doc_id))
+        rows.append((s.source, s.documents, *counts, s.chunks, last_run, reasons, skips))
+    listed = [(kind, e) for kind, pick in (("failed", "failed"), ("skipped", "skipped"), ("noted", "noted"))
+              for e in sorted((e for s in summaries for e in getattr(s, pick)), key=lambda e: (e.source, e.reason, e.doc_id))]
     if console.is_terminal:
         table = Table("source", "documents", "indexed", "skipped", "failed", "pending", "chunks", "last run",
-                      "failures by reason", title=f"index {settings.index.collection} ({settings.index.backend}, "
-                                                  f"generation {generation}, embedder {embedder})")
+                      "failures by reason", "skips by reason", title=f"index {settings.index.collection} "
+                      f"({settings.index.backend}, generation {generation}, embedder {embedder})")
         for row in rows:
             table.add_row(*map(str, row))
         console.print(table)
     else:  # logs and scripts: one whole line per source
         print(f"index {settings.index.collection} ({settings.index.backend}): generation {generation}, embedder {embedder}")
-        for name, docs, indexed, skipped, failed, pending, chunks, last_run, reasons in rows:
+        for name, docs, indexed, skipped, failed, pending, chunks, last_run, reasons, skips in rows:
             print(f"{name}: {docs} documents ({indexed} indexed, {skipped} skipped, {failed} failed, {pending} pending), "
-                  f"{chunks} chunks; last run: {last_run}; failures by reason: {reasons}")
+                  f"{chunks} chunks; last run: {last_run}; failures by reason: {reasons}; skips by reason: {skips}")
     if failures and console.is_terminal:
-        detail = Table("source", "document", "reason", "detail", "since", title=f"{len(failed_entries)} failed")
-        for e in failed_entries:
-            detail.add_row(e.source, e.doc_id.split(":", 1)[-1], e.reason, (e.detail or "")[:200], e.updated_at)
+        detail = Table("", "source", "document", "reason", "detail", "since",
+                       title=", ".join(f"{sum(k == kind for k, _ in listed)} {kind}" for kind in ("failed", "skipped", "noted")))
+        for kind, e in listed:
+            detail.add_row(kind, e.source, e.doc_id.split(":", 1)[-1], e.reason, (e.detail or "")[:200], e.updated_at)
         console.print(detail)
     elif failures:
-        for e in failed_entries:
-            print(f"failed: {e.source}: {e.doc_id.split(':', 1)[-1]}: {e.reason}" + (f" ({e.detail[:200]})" if e.detail else ""))
+        for kind, e in listed:
+            said = f" ({e.detail[:200]})" if e.detail else ""
+            print(f"{kind}: {e.source}: {e.doc_id.split(':', 1)[-1]}: {e.reason or '-'}{said}")
 
 
 @app.command("eval")

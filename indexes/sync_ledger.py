@@ -91,7 +91,8 @@ class RunRecord:
 @dataclass
 class SourceSummary:
     """One source as ``enclave status`` shows it: documents in the ledger by status, chunk points in
-    the index, the last run (None: never) and the failed documents, by reason, then doc id."""
+    the index, the last run (None: never), the failed and the skipped documents (by reason, then doc
+    id), and the indexed ones with a note on what was not read (``noted``: a page OCR found no text on)."""
 
     source: str
     documents: int
@@ -99,10 +100,16 @@ class SourceSummary:
     chunks: int
     last_run: RunRecord | None
     failed: list[LedgerEntry]
+    skipped: list[LedgerEntry] = field(default_factory=list)
+    noted: list[LedgerEntry] = field(default_factory=list)
 
     def failures_by_reason(self) -> dict[str, int]:
         """Failed documents counted by reason, most common first."""
         return dict(Counter(e.reason for e in self.failed).most_common())
+
+    def skips_by_reason(self) -> dict[str, int]:
+        """Skipped documents counted by reason, most common first."""
+        return dict(Counter(e.reason for e in self.skipped).most_common())
 
 
 class SyncLedger:
@@ -185,11 +192,13 @@ class SyncLedger:
         summaries = []
         for name in names:
             mine = [e for e in entries.values() if e.source == name]
-            failed = sorted((e for e in mine if e.status == DocumentStatus.FAILED), key=lambda e: (e.reason, e.doc_id))
+            failed, skipped = (sorted((e for e in mine if e.status == status), key=lambda e: (e.reason, e.doc_id))
+                               for status in (DocumentStatus.FAILED, DocumentStatus.SKIPPED))
+            noted = sorted((e for e in mine if e.status == DocumentStatus.INDEXED and e.detail), key=lambda e: e.doc_id)
             summaries.append(SourceSummary(
                 source=name, documents=len(mine), by_status=dict(Counter(e.status for e in mine)),
                 chunks=self.backend.count(Store.CHUNKS, all_of(match("source", name))),
-                last_run=next((r for r in runs if r.source == name), None), failed=failed,
+                last_run=next((r for r in runs if r.source == name), None), failed=failed, skipped=skipped, noted=noted,
             ))
         return summaries
 

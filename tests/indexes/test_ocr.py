@@ -134,6 +134,15 @@ def test_a_mixed_pdf_ocrs_only_its_scanned_pages(parser, corpora) -> None:
     assert recall(FIRE_DRILL, scanned) >= 0.9
 
 
+def test_a_pdf_pdfium_cannot_open_keeps_the_text_markitdown_read(parser, corpora) -> None:
+    # a user password pdfminer gets past and pdfium does not: the scanned pages are not looked for, and noted
+    data = (corpora / "parser-extras" / "pypdf-resources" / "encryption" / "r5-user-password.pdf").read_bytes()
+    document = parser.run(source_doc("r5.pdf", data), data)
+    assert "pdf encryption test" in document.text
+    [note] = document.metadata["parse_notes"]
+    assert note.startswith("scanned pages not looked for: PdfiumError")
+
+
 def test_a_page_without_text_is_noted_and_a_blank_image_is_skipped(parser) -> None:
     blank = Image.new("RGB", (1200, 1600), "white")
     data = image_bytes(blank, "PNG")

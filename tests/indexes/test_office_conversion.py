@@ -56,6 +56,13 @@ def test_a_legacy_file_is_read_through_libreoffice(parser, corpora, name) -> Non
     assert document.metadata["doc_type"] == name.rsplit(".", 1)[1]
 
 
+@pytest.mark.parametrize("name", ["eng_spa_mult.doc", "eng_spa_mult.ppt"])
+def test_an_ooxml_file_under_a_legacy_name_is_read_by_its_content(parser, corpora, name) -> None:
+    data = (corpora / "example-docs" / "language-docs" / name).read_bytes()
+    assert data.startswith(b"PK\x03\x04")  # a .docx / .pptx named .doc / .ppt
+    assert "All human beings are born free and equal" in parser.run(source_doc(name, data), data).text
+
+
 def test_a_corrupt_legacy_file_fails_with_a_reason(parser) -> None:
     data = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + random.Random(3).randbytes(20_000)  # an OLE signature, then noise
     with pytest.raises(ParseError) as info:

@@ -24,6 +24,7 @@ from enclave.prompts import answer_messages
 
 #: PII planted in every chunk, in the question and in the chat history (valid checksums: these must be caught)
 PII = {
+    "PERSON": "Sigrid Bjørnstad",
     "EMAIL_ADDRESS": "kari.nordmann@halvard.no",
     "PHONE_NUMBER": "+47 912 34 567",
     "IBAN_CODE": "NO9386011117947",
@@ -40,7 +41,7 @@ class Chunk:
         self.canary = f"CANARY-{label.upper()}-{case:03d}-7f3a"
         self.title = f"Title {self.canary}"
         self.section = "Details"
-        self.text = (f"{self.canary} the HX-400 pump is rated for 400 litres per minute. Contact "
+        self.text = (f"{self.canary} the HX-400 pump is rated for 400 litres per minute. Contact {PII['PERSON']} at "
                      f"{PII['EMAIL_ADDRESS']} or {PII['PHONE_NUMBER']}; refunds go to {PII['IBAN_CODE']}, "
                      f"card {PII['CREDIT_CARD']}, employee {PII['NO_NATIONAL_ID']}.")
 
@@ -93,9 +94,12 @@ def test_nothing_above_the_label_and_no_pii_ever_reaches_the_external_model(max_
         assert record.chunks_withheld == [f"chunk-{case}-{lab}" for lab in labels if Classification.rank(lab) > rank]
         assert record.outcome == ("sent" if record.chunks_sent else "refused")
         if record.outcome == "sent" and redact:
-            # question (email, phone) + history (card, id) + every sent chunk (all five) + none in titles
+            # question (email, phone) + history (card, id) + every sent chunk (all six) + none in titles; the NER
+            # model also takes a title's "Title CANARY-..." for a name now and then: PERSON is at least one per chunk
             sent = len(record.chunks_sent)
-            assert record.redactions == {"EMAIL_ADDRESS": 1 + sent, "PHONE_NUMBER": 1 + sent, "IBAN_CODE": sent,
-                                         "CREDIT_CARD": 1 + sent, "NO_NATIONAL_ID": 1 + sent}, (case, record)
+            patterns = {kind: n for kind, n in record.redactions.items() if kind != "PERSON"}
+            assert patterns == {"EMAIL_ADDRESS": 1 + sent, "PHONE_NUMBER": 1 + sent, "IBAN_CODE": sent,
+                                "CREDIT_CARD": 1 + sent, "NO_NATIONAL_ID": 1 + sent}, (case, record)
+            assert record.redactions["PERSON"] >= sent, (case, record)
         elif record.outcome == "sent":
             assert record.redactions == {}
