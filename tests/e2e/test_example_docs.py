@@ -7,6 +7,7 @@ session in a fixture and every test here reads its result.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import httpx
@@ -85,6 +86,18 @@ def test_every_file_is_indexed_or_has_a_reason(example_docs_setup, corpora):
     assert by_id[f"{SOURCE}:password_protected.xlsx"].reason == "encrypted"
     assert by_id[f"{SOURCE}:empty.txt"].status == "skipped"
     assert by_id[f"{SOURCE}:CantinaBand3.wav"].reason == "unsupported type"
+    # images and scans by OCR, legacy Office and OpenDocument files through LibreOffice (where installed:
+    # `make test` installs both; without them these are skipped as "no OCR engine" / "no office converter")
+    if shutil.which("tesseract"):
+        for name in ("img/DA-1p.png", "img/DA-1p.heic", "img/layout-parser-paper-combined.tiff", "pdf/loremipsum-flat.pdf"):
+            assert by_id[f"{SOURCE}:{name}"].status == "indexed", by_id[f"{SOURCE}:{name}"]
+        assert by_id[f"{SOURCE}:img/example.jpg"].reason == "no text"  # a photo without writing
+    if shutil.which("soffice"):
+        for name in ("fake.doc", "fake-doc.rtf", "fake-power-point.ppt", "fake.odt", "language-docs/eng_spa_mult.doc"):
+            assert by_id[f"{SOURCE}:{name}"].status == "indexed", by_id[f"{SOURCE}:{name}"]
+    if shutil.which("tesseract") and shutil.which("soffice"):
+        unsupported = sorted(d for d, o in by_id.items() if o.reason == "unsupported type")
+        assert unsupported == [f"{SOURCE}:CantinaBand3.wav"], unsupported
 
 
 def test_parser_extras_every_file_is_accounted_for(example_docs_setup, corpora):

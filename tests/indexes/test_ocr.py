@@ -22,6 +22,9 @@ from enclave.contracts import SourceDocument
 from enclave.indexes.parse_worker import OcrOptions
 from enclave.indexes.parser import DocumentParser, ParseError
 
+# Tesseract runs for seconds a file: make test runs these, the fast lane does not
+pytestmark = pytest.mark.slow
+
 if shutil.which("tesseract") is None:
     if os.environ.get("CI") == "true":
         pytest.fail("tesseract is not installed: `make ocr` installs it, and CI runs it", pytrace=False)

@@ -17,6 +17,9 @@ import pytest
 from enclave.contracts import SourceDocument
 from enclave.indexes.parser import DocumentParser, ParseError
 
+# LibreOffice runs for seconds a file: make test runs these, the fast lane does not
+pytestmark = pytest.mark.slow
+
 if shutil.which("soffice") is None:
     if os.environ.get("CI") == "true":
         pytest.fail("LibreOffice is not installed: `make office` installs it, and CI runs it", pytrace=False)
