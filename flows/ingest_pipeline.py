@@ -67,9 +67,9 @@ class SyncPlan:
         """A failed document whose version has not changed stays failed (reported again, not parsed)
         unless ``retry_failed`` or it failed as ``unavailable`` (a transient fetch error: tried again every
         sync). A skipped one stays skipped, except one skipped because its type could not be read
-        (``unsupported type``, ``no OCR engine``) when ``readable(extension)`` says the parser reads it now
-        (OCR installed or turned on), and, with ``retry_failed``, one skipped with ``no text`` (a scan from
-        before OCR)."""
+        (``unsupported type``, ``no OCR engine``, ``no office converter``) when ``readable(extension)`` says
+        the parser reads it now (Tesseract or LibreOffice installed, OCR turned on), and, with
+        ``retry_failed``, one skipped with ``no text`` (a scan from before OCR)."""
         listed = {doc.doc_id for doc in docs}
         plan = SyncPlan([], [], [entry for doc_id, entry in known.items() if doc_id not in listed])
         for doc in docs:

@@ -282,9 +282,10 @@ def ocr_pdf_pages(data: bytes, pages: list[int], options: OcrOptions) -> list[tu
 
 
 def pdf_to_markdown(data: bytes, filename: str, options: OcrOptions | None) -> Conversion:
-    """markitdown's text of a PDF, then its scanned pages (no text layer, an image) by OCR, each under
-    ``## Page N (scanned)``: a PDF of scans becomes its OCR text, a mixed one keeps its text pages as
-    markitdown reads them and gains the scanned ones after them."""
+    """markitdown's text of a PDF, then its scanned pages (no text layer, an image) by OCR: a PDF of
+    scans becomes its pages under ``## Page N``; a mixed one keeps its text pages as markitdown reads
+    them and gains the scanned ones after them, under ``## Scanned page N``. A PDF pdfium cannot open
+    keeps markitdown's text, with a note."""
     from markitdown import StreamInfo
 
     result = _markitdown().convert_stream(io.BytesIO(data), stream_info=StreamInfo(extension=".pdf", filename=filename))

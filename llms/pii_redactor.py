@@ -102,7 +102,8 @@ class PiiRedactor:
     (ISO 13616 mod-97 checksum), CREDIT_CARD (Luhn), NO_NATIONAL_ID (fødselsnummer, D- and H-number:
     date ranges and both mod-11 check digits), US_SSN, UK_NINO, IP_ADDRESS (v4 and v6), and on request
     SE_PERSONNUMMER (date + Luhn) and FI_PERSONAL_IDENTITY_CODE (date + check character). PERSON by
-    spaCy's English NER (``NER_MODEL``; English only: another ``language`` with PERSON raises ValueError);
+    spaCy's English NER (``NER_MODEL``; English only: another ``language`` leaves it out of the defaults,
+    and raises ValueError when PERSON is asked for);
     a possessive "'s" stays outside the placeholder ("<PERSON>'s"). Its first use loads the pipeline
     (about 0.5 s) and raises NerModelUnavailable when it is missing or its weights differ from the pinned ones.
 
@@ -126,7 +127,8 @@ class PiiRedactor:
         score_threshold: float = 0.4,
         phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
     ) -> None:
-        chosen = tuple(dict.fromkeys(DEFAULT_ENTITIES if entities is None else entities))
+        defaults = DEFAULT_ENTITIES if language == "en" else tuple(e for e in DEFAULT_ENTITIES if e not in NER_ENTITIES)
+        chosen = tuple(dict.fromkeys(defaults if entities is None else entities))
         if not chosen:
             raise ValueError("entities is empty: name at least one of " + ", ".join(SUPPORTED_ENTITIES))
         unknown = [name for name in chosen if name not in SUPPORTED_ENTITIES]

@@ -171,6 +171,7 @@ def test_unknown_entities_raise_listing_the_supported_ones() -> None:
     with pytest.raises(ValueError, match="English NER"):
         PiiRedactor(entities=["PERSON"], language="nb")
     PiiRedactor(entities=["EMAIL_ADDRESS"], language="nb")  # pattern recognisers only: any language
+    assert "PERSON" not in PiiRedactor(language="nb").entities  # the defaults leave the English NER out
     with pytest.raises(ValueError, match="empty"):
         PiiRedactor(entities=[])
     with pytest.raises(ValueError, match="score_threshold"):
