@@ -23,7 +23,6 @@ import statistics
 import time
 from pathlib import Path
 
-from enclave.llms import pii_redactor
 from enclave.llms.pii_redactor import DEFAULT_ENTITIES, PiiRedactor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,12 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def quality() -> None:
     labelled = (ROOT / "tests/llms/data/person_sentences.jsonl").read_text(encoding="utf-8")
     rows = [json.loads(line) for line in labelled.splitlines() if line.strip()]
-    analyzer, _, _ = pii_redactor._engines("en", pii_redactor.DEFAULT_PHONE_REGIONS, True)
+    person_only = PiiRedactor(entities=["PERSON"])
     hits = predicted = gold = 0
     misses, alarms = [], []
     for row in rows:
-        found = {row["text"][r.start:r.end] for r in (pii_redactor._without_possessive(r, row["text"]) for r in
-                 analyzer.analyze(text=row["text"], language="en", entities=["PERSON"], score_threshold=0.4))}
+        found = {row["text"][r.start:r.end] for r in person_only.find(row["text"])}
         wanted = set(row["persons"])
         hits += len(found & wanted)
         predicted += len(found)

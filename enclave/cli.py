@@ -241,8 +241,8 @@ def status(
         counts = [s.by_status.get(status, 0) for status in
                   (DocumentStatus.INDEXED, DocumentStatus.SKIPPED, DocumentStatus.FAILED, DocumentStatus.PENDING)]
         rows.append((s.source, s.documents, *counts, s.chunks, last_run, reasons, skips))
-    listed = [(kind, e) for kind, pick in (("failed", "failed"), ("skipped", "skipped"), ("noted", "noted"))
-              for e in sorted((e for s in summaries for e in getattr(s, pick)), key=lambda e: (e.source, e.reason, e.doc_id))]
+    listed = [(kind, e) for kind in ("failed", "skipped", "noted")
+              for e in sorted((e for s in summaries for e in getattr(s, kind)), key=lambda e: (e.source, e.reason, e.doc_id))]
     if console.is_terminal:
         table = Table("source", "documents", "indexed", "skipped", "failed", "pending", "chunks", "last run",
                       "failures by reason", "skips by reason", title=f"index {settings.index.collection} "

@@ -251,34 +251,24 @@ def image_to_markdown(data: bytes, options: OcrOptions) -> Conversion:
     return Conversion(_pages_markdown(read, notes), "", notes)
 
 
-def scanned_pages(data: bytes) -> tuple[int, list[int]]:
-    """(page count, the 1-based numbers of the pages of a PDF that have no text layer but hold an
-    image): the pages to OCR. Raises pypdfium2's PdfiumError for a PDF it cannot open."""
-    import pypdfium2
+def scanned_pages(pdf: Any) -> list[int]:
+    """The 1-based numbers of the pages of ``pdf`` (an open ``pypdfium2.PdfDocument``) that have no text
+    layer but hold an image: the pages to OCR."""
     import pypdfium2.raw as pdfium_c
 
-    pdf = pypdfium2.PdfDocument(data)
-    try:
-        pages = []
-        for number in range(len(pdf)):
-            page = pdf[number]
-            text = page.get_textpage().get_text_range()
-            if not text.strip() and any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=2)):
-                pages.append(number + 1)
-        return len(pdf), pages
-    finally:
-        pdf.close()
+    pages = []
+    for number in range(len(pdf)):
+        page = pdf[number]
+        text = page.get_textpage().get_text_range()
+        if not text.strip() and any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=2)):
+            pages.append(number + 1)
+    return pages
 
 
-def ocr_pdf_pages(data: bytes, pages: list[int], options: OcrOptions) -> list[tuple[int, str]]:
-    """(page number, OCR text) of the given 1-based ``pages``, each rendered at ``options.dpi``."""
-    import pypdfium2
-
-    pdf = pypdfium2.PdfDocument(data)
-    try:
-        return [(n, ocr_image(pdf[n - 1].render(scale=options.dpi / 72).to_pil(), options)) for n in pages]
-    finally:
-        pdf.close()
+def ocr_pdf_pages(pdf: Any, pages: list[int], options: OcrOptions) -> list[tuple[int, str]]:
+    """(page number, OCR text) of the given 1-based ``pages`` of ``pdf`` (an open ``pypdfium2.PdfDocument``),
+    each rendered at ``options.dpi``."""
+    return [(n, ocr_image(pdf[n - 1].render(scale=options.dpi / 72).to_pil(), options)) for n in pages]
 
 
 def pdf_to_markdown(data: bytes, filename: str, options: OcrOptions | None) -> Conversion:
@@ -286,6 +276,7 @@ def pdf_to_markdown(data: bytes, filename: str, options: OcrOptions | None) -> C
     scans becomes its pages under ``## Page N``; a mixed one keeps its text pages as markitdown reads
     them and gains the scanned ones after them, under ``## Scanned page N``. A PDF pdfium cannot open
     keeps markitdown's text, with a note."""
+    import pypdfium2
     from markitdown import StreamInfo
 
     result = _markitdown().convert_stream(io.BytesIO(data), stream_info=StreamInfo(extension=".pdf", filename=filename))
@@ -294,21 +285,27 @@ def pdf_to_markdown(data: bytes, filename: str, options: OcrOptions | None) -> C
         raise ValueError("not a valid .pdf file: it holds only plain text")
     if options is None:
         return Conversion(markdown, title)
-    try:
-        count, pages = scanned_pages(data)
-    except Exception as exc:  # pdfium cannot open what pdfminer read (a user password pdfminer opens): keep the text
-        return Conversion(markdown, title, [f"scanned pages not looked for: {type(exc).__name__}: {exc}"])
-    if not pages:
-        return Conversion(markdown, title)
-    notes: list[str] = []
-    all_scans = len(pages) == count
-    if len(pages) > options.max_pages:
-        notes.append(f"{len(pages) - options.max_pages} scanned pages after page {pages[options.max_pages - 1]}: "
-                     f"not read (ocr_max_pages {options.max_pages})")
-        pages = pages[: options.max_pages]
-    if all_scans:  # the pages are the document
-        return Conversion(_pages_markdown(ocr_pdf_pages(data, pages, options), notes), title, notes)
-    scanned = _pages_markdown(ocr_pdf_pages(data, pages, options), notes, heading="Scanned page")
+    pdf = None
+    try:  # one open of the PDF finds the scanned pages and renders them
+        try:
+            pdf = pypdfium2.PdfDocument(data)
+            pages = scanned_pages(pdf)
+        except Exception as exc:  # pdfium cannot open what pdfminer read (a user password pdfminer opens): keep the text
+            return Conversion(markdown, title, [f"scanned pages not looked for: {type(exc).__name__}: {exc}"])
+        if not pages:
+            return Conversion(markdown, title)
+        notes: list[str] = []
+        all_scans = len(pages) == len(pdf)  # then the pages are the document
+        if len(pages) > options.max_pages:
+            notes.append(f"{len(pages) - options.max_pages} scanned pages after page {pages[options.max_pages - 1]}: "
+                         f"not read (ocr_max_pages {options.max_pages})")
+            pages = pages[: options.max_pages]
+        scanned = _pages_markdown(ocr_pdf_pages(pdf, pages, options), notes, heading="Page" if all_scans else "Scanned page")
+    finally:
+        if pdf is not None:
+            pdf.close()
+    if all_scans:
+        return Conversion(scanned, title, notes)
     return Conversion(f"{markdown.rstrip()}\n\n{scanned}" if scanned else markdown, title, notes)
 
 

@@ -157,16 +157,23 @@ class PiiRedactor:
         Overlapping matches are trimmed so that every character of every match is replaced exactly
         once (presidio's REMOVE_INTERSECTIONS); adjacent matches of one type stay separate spans.
         """
-        analyzer, anonymizer, conflict = _engines(self.language, self.phone_regions, bool(NER_ENTITIES & set(self.entities)))
-        found = _patterns_first([_without_possessive(item, text) for item in analyzer.analyze(
-            text=text, language=self.language, entities=list(self.entities), score_threshold=self.score_threshold
-        )])
+        found = self.find(text)
         if not found:
             return Redaction(text=text, counts={})
+        _, anonymizer, conflict = _engines(self.language, self.phone_regions, bool(NER_ENTITIES & set(self.entities)))
         result = anonymizer.anonymize(
             text=text, analyzer_results=found, conflict_resolution=conflict, merge_entities_with_spaces=False
         )
         return Redaction(text=result.text, counts=dict(Counter(item.entity_type for item in result.items)))
+
+    def find(self, text: str) -> list[Any]:
+        """The spans ``redact`` replaces, as presidio ``RecognizerResult`` s (``entity_type``, ``start``,
+        ``end``: character offsets, ``score``), before overlaps are trimmed: a PERSON span without a
+        possessive "'s", and none that overlaps a validated pattern's."""
+        analyzer, _, _ = _engines(self.language, self.phone_regions, bool(NER_ENTITIES & set(self.entities)))
+        return _patterns_first([_without_possessive(item, text) for item in analyzer.analyze(
+            text=text, language=self.language, entities=list(self.entities), score_threshold=self.score_threshold
+        )])
 
     def redact_many(self, texts: Sequence[str]) -> list[Redaction]:
         """One ``Redaction`` per text, in order (the question, the history turns, the chunks)."""

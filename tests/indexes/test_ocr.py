@@ -11,14 +11,12 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
+from parse_cases import source_doc, survivors
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from enclave.contracts import SourceDocument
 from enclave.indexes.parse_worker import OcrOptions
 from enclave.indexes.parser import DocumentParser, ParseError
 
@@ -73,12 +71,6 @@ def recall(expected: str, got: str) -> float:
     found = set(words(got))
     wanted = words(expected)
     return sum(word in found for word in wanted) / len(wanted)
-
-
-def source_doc(name: str, data: bytes) -> SourceDocument:
-    return SourceDocument(doc_id=f"scans:{name}", source="scans", uri=f"file:///srv/scans/{name}", title=Path(name).stem,
-                          version="1", size=len(data), groups=("staff",), classification="internal",
-                          extension=Path(name).suffix.lower())
 
 
 @pytest.fixture(scope="module")
@@ -203,9 +195,7 @@ def test_ocr_past_the_time_limit_is_killed_with_its_tesseract() -> None:
     finally:
         parser.close()
     assert (info.value.status, info.value.reason) == ("failed", "timeout")
-    time.sleep(0.5)  # a killed process may linger a moment as a zombie (state Z) until it is reaped
-    table = subprocess.run(["ps", "-eo", "pid=,pgid=,stat=,comm="], capture_output=True, text=True, check=True).stdout
-    left = [line for line in table.splitlines() if line.split()[1] == str(group) and not line.split()[2].startswith("Z")]
+    left = survivors(group)
     assert not left, f"processes of the killed parse worker outlived it: {left}"
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from parse_cases import source_doc, survivors
 
-from enclave.contracts import SourceDocument
 from enclave.indexes.parser import DocumentParser, ParseError
 
 # LibreOffice runs for seconds a file: make test runs these, the fast lane does not
@@ -35,12 +34,6 @@ EXPECTED = {
     "fake.odt": "Lorem ipsum dolor sit amet",
     "simple.odt": "This is my first thought",
 }
-
-
-def source_doc(name: str, data: bytes) -> SourceDocument:
-    return SourceDocument(doc_id=f"docs:{name}", source="docs", uri=f"file:///srv/{name}", title=Path(name).stem,
-                          version="1", size=len(data), groups=("staff",), classification="internal",
-                          extension=Path(name).suffix.lower())
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +82,7 @@ def test_a_conversion_past_the_time_limit_is_killed_with_libreoffice(corpora) ->
     finally:
         parser.close()
     assert (info.value.status, info.value.reason) == ("failed", "timeout")
-    time.sleep(0.5)  # a killed process may linger a moment as a zombie (state Z) until it is reaped
-    table = subprocess.run(["ps", "-eo", "pid=,pgid=,stat=,comm="], capture_output=True, text=True, check=True).stdout
-    left = [line for line in table.splitlines() if line.split()[1] == str(group) and not line.split()[2].startswith("Z")]
+    left = survivors(group)
     assert not left, f"processes of the killed parse worker outlived it: {left}"
     assert not Path(profile).exists()  # the worker's LibreOffice profile goes with it
 
