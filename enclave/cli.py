@@ -552,6 +552,25 @@ def serve(
     uvicorn.run(create_app(settings, index_url=f"http://{local}:{port}"), host=host, port=port)
 
 
+@app.command()
+def mcp(config: Path | None = ConfigOption) -> None:
+    """Serve MCP (Model Context Protocol) on stdin/stdout, for desktop agents (Claude Desktop, IDEs).
+    It runs as the API key in ENCLAVE_API_KEY, or as server.mcp.principal with server.mcp.groups, and
+    sees only those groups' documents. Logs go to stderr; stdout carries the protocol alone."""
+    _quiet_libraries()
+    settings = _settings(config)
+    from enclave.server.authentication import AuthError
+    from enclave.server.mcp_server import McpUnavailable, run_stdio, stdio_principal
+
+    try:
+        principal = stdio_principal(settings)
+    except (McpUnavailable, AuthError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    err.print(f"enclave mcp: serving on stdio as {principal.name} (groups: {', '.join(principal.groups)})")
+    run_stdio(settings, principal)
+
+
 def main() -> None:  # pragma: no cover - console script entry
     app()
 

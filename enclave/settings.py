@@ -512,6 +512,23 @@ class LimitSettings(BaseModel):
     burst: int = Field(default=20, ge=1, description="Requests a caller may make at once before the per-minute rate applies.")
 
 
+class McpSettings(BaseModel):
+    """The MCP server (Model Context Protocol) for agents: Streamable HTTP on ``enclave serve``, and stdio
+    (``enclave mcp``) for desktop clients."""
+
+    enabled: bool = Field(default=True, description="Serve MCP on `enclave serve` at `path`.")
+    path: str = Field(default="/mcp", pattern=r"^/[A-Za-z0-9_/-]*[A-Za-z0-9_-]$",
+                      description="Where `enclave serve` takes MCP's Streamable HTTP requests.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host header values the HTTP transport accepts (e.g. 'kb.example.org', "
+                                          "'127.0.0.1:*'), against DNS rebinding; empty: any. Authentication applies either way.")
+    principal: str = Field(default="mcp", min_length=1,
+                           description="stdio: who `enclave mcp` runs as (audit and usage logs) without ENCLAVE_API_KEY.")
+    groups: list[str] = Field(
+        default_factory=list,
+        description="stdio: the ACL groups of `principal`; empty: `enclave mcp` needs ENCLAVE_API_KEY (a configured key).")
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -523,6 +540,7 @@ class ServerSettings(BaseModel):
         default=256, ge=1, description="Answers in progress at once (each holds a thread while it streams).")
     follow_interval: float = Field(
         default=1.0, gt=0, description="Seconds between checks for a new live index generation (`enclave reindex`).")
+    mcp: McpSettings = Field(default_factory=McpSettings)
 
 
 class Settings(BaseSettings):

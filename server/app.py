@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -16,6 +16,7 @@ from enclave.llms.fallback_router import AllGeneratorsFailed
 from enclave.server.authentication import Authenticator
 from enclave.server.body_limit import BodySizeLimit
 from enclave.server.index_follower import IndexFollower
+from enclave.server.mcp_server import McpContext, create_mcp_server, http_principal, mcp_http_route
 from enclave.server.metrics import install_metrics
 from enclave.server.rate_limit import RateLimiter
 from enclave.server.routers import ask, chat, health, index, metrics, models, page, retrieve
@@ -32,7 +33,8 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
 
     A ``pipeline`` passed in is used as is and left open. Routes: ``GET /`` (the chat page), ``GET /healthz``,
     ``GET /readyz``, ``GET /metrics``, ``GET /v1/models``, ``POST /v1/ask``, ``POST /v1/retrieve``,
-    ``POST /v1/chat/completions``. The ``/v1`` routes need credentials (server/authentication.py: 401/403)
+    ``POST /v1/chat/completions``, and MCP's Streamable HTTP at ``server.mcp.path`` (``/mcp``; see
+    [enclave.server.mcp_server][]). The ``/v1`` routes need credentials (server/authentication.py: 401/403)
     and keep to ``server.limits`` (413 for a large body, 422, 429 over the rate). When no generator
     answers, requests get 503.
 
@@ -60,7 +62,10 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
         if follower is not None:
             follower.start()
         try:
-            yield
+            async with AsyncExitStack() as running:
+                if mcp is not None:
+                    await running.enter_async_context(mcp.session_manager.run())
+                yield
         finally:
             app.state.answer_executor.shutdown(wait=False, cancel_futures=True)
             if app.state.index_owner is not None:
@@ -85,4 +90,9 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
     for router in (health.router, models.router, ask.router, retrieve.router, chat.router, index.router, page.router,
                    metrics.router):
         app.include_router(router)
+    mcp = None
+    if settings.server.mcp.enabled:  # the MCP tools, on the same pipeline, ACL and rate limits (server/mcp_server.py)
+        mcp = create_mcp_server(McpContext(settings, lambda: app.state.pipeline, lambda: app.state.answer_executor,
+                                           http_principal, app.state.rate_limiter))
+        app.router.routes.append(mcp_http_route(mcp, settings, lambda: app.state.authenticator))
     return app

@@ -28,11 +28,12 @@ KEY_PREFIX = "enc-"
 @dataclass(frozen=True)
 class Principal:
     """An authenticated caller. ``groups``: the ACL groups whose documents it may see; ``caller_id``
-    names the credential for rate limiting (``key:<hash prefix>``, ``proxy:<user>``, ``anonymous:<address>``)."""
+    names the credential for rate limiting (``key:<hash prefix>``, ``proxy:<user>``, ``anonymous:<address>``,
+    ``mcp:<name>``: the principal ``enclave mcp`` is configured to run as)."""
 
     name: str
     groups: tuple[str, ...]
-    via: Literal["api_key", "proxy", "anonymous"]
+    via: Literal["api_key", "proxy", "anonymous", "configured"]
     caller_id: str
 
 
