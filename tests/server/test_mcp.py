@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -232,3 +233,13 @@ def test_enclave_mcp_over_stdio_answers_as_its_api_key(tmp_path, halvard_setting
     assert [s["name"] for s in sources["sources"]] == ["docs"]
     board_hits, _, board_sources = run(KEYS["bente"][0])
     assert CANARY in str(board_hits) and [s["name"] for s in board_sources["sources"]] == ["board", "docs"]
+
+
+@pytest.mark.slow  # the real CLI in a subprocess: ~4 s of imports
+def test_enclave_mcp_without_a_principal_refuses_to_start(tmp_path):
+    config = write_settings(Settings(data_dir=tmp_path / "data"), tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "ENCLAVE_API_KEY"}
+    done = subprocess.run([sys.executable, "-m", "enclave.cli", "mcp", "--config", config], capture_output=True,
+                          text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "ENCLAVE_API_KEY" in done.stderr and "server.mcp.groups" in done.stderr
