@@ -7,6 +7,8 @@ Usage::
     enclave status                        # per source: documents, chunks, last run, failures by reason
     enclave status --failures             # every failed and skipped file with its reason
     enclave reindex                       # rebuild with new embedder/chunk/BM25 settings, no downtime
+    enclave backup /backups/enclave.tar   # chunks, ledger and run log at one point in time, while serving
+    enclave restore /backups/enclave.tar  # as a new generation, switched to atomically (--force to replace)
     enclave ask "How many leave days do I get?"
     enclave serve --port 8000
 """
@@ -201,6 +203,86 @@ def reindex(
     console.print(f"live: {report.live} (was {report.previous or 'none'}), {report.seconds:.1f} s; old generation "
                   + ("dropped" if report.dropped else "still open in another process: `enclave reindex --drop-stale` later"),
                   markup=False)
+
+
+@app.command()
+def backup(
+    path: Path = typer.Argument(..., help="The backup file to write (never overwritten)."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Write a backup of the index to PATH, one file: its chunks with their vectors, its ledger and its run
+    log, read at one point in time while `enclave serve` answers and an ingest writes (its writes wait
+    for the read). Loads no model. Exits 2 if there is no index, PATH exists, or the index cannot be read."""
+    _quiet_libraries()
+    settings = _settings(config)
+    from rich.markup import escape
+
+    from enclave.flows.backup_flow import backup_index
+    from enclave.indexes.index_backend import IndexUnavailable
+    from enclave.indexes.index_backup import BackupError
+
+    try:
+        report = backup_index(settings, path)
+    except (BackupError, IndexUnavailable, OSError) as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    m = report.manifest
+    documents = ", ".join(f"{n} {status}" for status, n in m.documents.items()) or "none"
+    console.print(f"backup: {escape(str(report.path))}: {m.points['chunks']} chunks, {sum(m.documents.values())} "
+                  f"documents ({documents}), {m.points['runs']} runs; {_size(report.bytes)} in "
+                  f"{report.seconds:.1f} s", soft_wrap=True)
+    console.print(f"index {m.collection} ({m.backend}, generation {m.generation}, dimension {m.dimension}); "
+                  f"consistency: {m.consistency}" + (f", {len(m.pending)} document(s) kept as pending" if m.pending else ""),
+                  soft_wrap=True, markup=False)
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count / 2**10:.0f} KiB"
+
+
+@app.command()
+def restore(
+    path: Path = typer.Argument(..., help="A backup file written by `enclave backup`."),
+    force: bool = typer.Option(False, "--force", help="Replace an index that is not empty."),
+    grace: float = typer.Option(30.0, "--grace", min=0,
+                                help="Seconds readers get to leave the replaced generation before it is dropped."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Restore the index from a backup: every member's checksum is checked, the backup is loaded into a new
+    generation and readers switch to it atomically (`enclave serve` follows without a restart). Refuses an
+    index that is not empty unless --force. Exits 1 if the backup is damaged or does not fit the settings
+    (another embedder), 2 if refused or on a settings error; the live index is then unchanged."""
+    _quiet_libraries()
+    settings = _settings(config)
+    from rich.markup import escape
+
+    from enclave.flows.backup_flow import restore_index
+    from enclave.indexes.index_backend import IndexUnavailable
+    from enclave.indexes.index_backup import BackupCorrupt, BackupError, BackupIncompatible
+
+    try:
+        report = restore_index(settings, path, force=force, grace=grace)
+    except (BackupCorrupt, BackupIncompatible) as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]; the index is unchanged", soft_wrap=True)
+        raise typer.Exit(1) from None
+    except (BackupError, IndexUnavailable, OSError) as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    m = report.manifest
+    console.print(f"restored {escape(str(report.path))} (written {m.created_at} from {m.backend} generation "
+                  f"{m.generation}): {m.points['chunks']} chunks, {sum(m.documents.values())} documents, "
+                  f"{m.points['runs']} runs in {report.seconds:.1f} s", soft_wrap=True)
+    console.print(f"live: {report.live} (was {report.previous or 'none'})" + (
+        "" if report.previous is None else "; old generation " + (
+            "dropped" if report.dropped else "still open in another process: `enclave reindex --drop-stale` later")),
+        soft_wrap=True, markup=False)
+    if m.pending:
+        console.print(f"{len(m.pending)} document(s) were being written when the backup was taken: the next "
+                      "`enclave ingest` redoes them", soft_wrap=True, markup=False)
+    if report.outdated:
+        said = ", ".join(f"{name} {stored!r} (settings {wanted!r})" for name, (stored, wanted) in report.outdated.items())
+        console.print(f"[yellow]the backup was built with other chunker or BM25 settings: {escape(said)}; "
+                      "`enclave ingest` asks for `enclave reindex` until they agree[/yellow]", soft_wrap=True)
 
 
 @app.command()
@@ -522,12 +604,18 @@ def keys_create(
 def serve(
     host: str | None = typer.Option(None, help="Bind address (default: server.host)."),
     port: int | None = typer.Option(None, help="Port (default: server.port)."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (as uvicorn --workers), each with its own model, rate "
+                                "limits and circuit breakers; more than 1 needs index.backend server."),
     config: Path | None = ConfigOption,
 ) -> None:
     """Start the chat endpoint (OpenAI-compatible /v1/chat/completions, /v1/ask). With the embedded
     index, this process owns it: `enclave ingest` and scheduled runs write through it meanwhile."""
     _quiet_libraries()
     settings = _settings(config)
+    if workers > 1 and settings.index.backend != "server":
+        err.print("[red]--workers needs index.backend server (a Qdrant server): an embedded index belongs to one "
+                  "process[/red]")
+        raise typer.Exit(2)
     import uvicorn
 
     from enclave.flows.index_location import open_index
@@ -547,6 +635,11 @@ def serve(
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     host, port = host or settings.server.host, port or settings.server.port
+    if workers > 1:  # each worker process loads the same settings file (uvicorn starts them afresh)
+        if config is not None:
+            os.environ["ENCLAVE_CONFIG"] = str(config.resolve())
+        uvicorn.run("enclave.server.app:app_from_config", factory=True, workers=workers, host=host, port=port)
+        return
     # other processes here (enclave ingest, scheduled flow runs) reach the embedded index through this one
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     uvicorn.run(create_app(settings, index_url=f"http://{local}:{port}"), host=host, port=port)

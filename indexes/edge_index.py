@@ -7,6 +7,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from enclave.indexes.index_backend import (
     IndexMissing,
     IndexUnavailable,
     Point,
+    SparseVector,
     Store,
 )
 
@@ -49,7 +51,9 @@ class EdgeIndex:
     while it is open, and opening one that another process (or another EdgeIndex in this process)
     holds raises [IndexLocked][enclave.indexes.IndexLocked] (``enclave.flows.open_index`` then writes
     through the owner, see [RemoteIndex][enclave.indexes.RemoteIndex]). Within the process, threads
-    share it: each shard call holds a lock. ``dimension=None`` opens an existing index at its own
+    share it: each shard call holds a lock, and writes also pass a gate that
+    [writes_paused][enclave.indexes.edge_index.EdgeIndex.writes_paused] closes (a backup's consistent read).
+    ``dimension=None`` opens an existing index at its own
     dimension (raises [IndexMissing][enclave.indexes.IndexMissing] when there is none); an existing
     index with another dimension, or one built before sparse vectors, raises
     [IndexMismatch][enclave.indexes.IndexMismatch].
@@ -58,6 +62,7 @@ class EdgeIndex:
     def __init__(self, path: str | Path, dimension: int | None = None) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._writes = threading.RLock()  # writers pass it before the shard lock; writes_paused holds it alone
         stored = self.stored_dimension(self.path)
         if dimension is None:  # an existing index knows its own dimension (e.g. for `enclave status`)
             if stored is None:
@@ -142,19 +147,19 @@ class EdgeIndex:
     # -- primitives -----------------------------------------------------------------------------------------------------
     def upsert(self, store: Store, points: Sequence[Point]) -> None:
         edge_points = [qe.Point(id=p.id, vector=_vectors(p), payload=p.payload) for p in points]
-        with self._lock:
+        with self._writes, self._lock:
             self._shards[store].update(qe.UpdateOperation.upsert_points(edge_points))
 
     def delete(self, store: Store, selector: models.Filter) -> None:
-        with self._lock:
+        with self._writes, self._lock:
             self._shards[store].update(qe.UpdateOperation.delete_points_by_filter(edge_filter(selector)))
 
     def delete_ids(self, store: Store, ids: Sequence[str]) -> None:
-        with self._lock:
+        with self._writes, self._lock:
             self._shards[store].update(qe.UpdateOperation.delete_points(list(ids)))
 
     def set_payload(self, store: Store, payload: dict[str, Any], selector: models.Filter) -> None:
-        with self._lock:
+        with self._writes, self._lock:
             self._shards[store].update(qe.UpdateOperation.set_payload_by_filter(edge_filter(selector), payload))
 
     def scroll(self, store: Store, selector: models.Filter | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -188,8 +193,41 @@ class EdgeIndex:
             points = self._shards[Store.CHUNKS].query(edge_request)
         return [Hit(str(p.id), float(p.score), p.payload or {}) for p in points]
 
+    # -- a consistent read of every store, for backups ---------------------------------------------------------------
+    @contextmanager
+    def writes_paused(self) -> Iterator[None]:
+        """Within the block no other thread's write reaches the index: writers wait at the gate (the block's
+        own thread may still write), while searches, counts and scrolls go on. Everything read inside one
+        block is one point in time of all three stores.
+
+        Usage::
+
+            with backend.writes_paused():
+                chunks = list(backend.export_points(Store.CHUNKS))
+                ledger = list(backend.export_points(Store.LEDGER))
+        """
+        with self._writes:
+            yield
+
+    def export_points(self, store: Store) -> Iterator[Point]:
+        """Every point of ``store`` with its payload and vectors (a chunk's ``dense`` and ``sparse``; ledger
+        and run points have none), in id order, a page of 1,000 at a time."""
+        shard, offset = self._shards[store], None
+        while True:
+            with self._lock:
+                records, offset = shard.scroll(
+                    qe.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, with_payload=True, with_vector=True))
+            for record in records:
+                vectors = record.vector or {}
+                sparse = vectors.get(SPARSE)
+                dense = vectors.get(DENSE) if store == Store.CHUNKS else None
+                yield Point(str(record.id), record.payload or {}, dense,
+                            None if sparse is None else SparseVector(tuple(sparse.indices), tuple(sparse.values)))
+            if offset is None:
+                return
+
     def close(self) -> None:
-        with self._lock:
+        with self._writes, self._lock:
             try:
                 for shard in self._shards.values():
                     try:

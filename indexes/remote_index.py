@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 from pydantic import BaseModel, Field
@@ -122,6 +122,13 @@ class QueryBody(BaseModel):
     request: models.QueryRequest
 
 
+class BackupBody(BaseModel):
+    """For ``backup``: the collection and generation names the backup's manifest records."""
+
+    collection: str
+    generation: str
+
+
 def wire_json(model: BaseModel) -> dict[str, Any]:
     """A wire model as the JSON the owner expects (qdrant-client models without their unset fields)."""
     return model.model_dump(mode="json", exclude_unset=True)
@@ -197,6 +204,20 @@ class RemoteIndex:
     def query(self, request: models.QueryRequest) -> list[Hit]:
         return [Hit(str(pid), float(score), payload)
                 for pid, score, payload in self._call("query", wire_json(QueryBody(request=request)))]
+
+    def download_backup(self, body: BackupBody, target: BinaryIO, timeout: float = 3600.0) -> None:
+        """Have the owner write a backup of its index (``enclave.indexes.index_backup``: all three stores read
+        while its writes wait) and stream it into ``target``; ``timeout`` in seconds for the whole backup."""
+        try:
+            with self._client.stream("POST", "/backup", json=wire_json(body), timeout=timeout) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise IndexUnavailable(f"the index owner at {self.url} answered {response.status_code}: "
+                                           f"{response.text[:300]}")
+                for block in response.iter_bytes(1 << 20):
+                    target.write(block)
+        except httpx.TransportError as exc:
+            raise IndexUnavailable(f"the index owner at {self.url} is unreachable: {exc}") from exc
 
     def close(self) -> None:
         """Close the connection; the owner keeps its index open."""

@@ -18,6 +18,7 @@ from enclave.indexes.index_backend import (
     IndexMissing,
     IndexUnavailable,
     Point,
+    SparseVector,
     Store,
 )
 
@@ -119,6 +120,23 @@ class ServerIndex:
             )
             for record in records:
                 yield str(record.id), record.payload or {}
+            if offset is None:
+                return
+
+    def export_points(self, store: Store) -> Iterator[Point]:
+        """Every point of ``store`` with its payload and vectors (a chunk's ``dense`` and ``sparse``; ledger
+        and run points have none), in id order, a page of 1,000 at a time. A server cannot pause other
+        processes' writes: [write_backup][enclave.indexes.index_backup.write_backup] brackets this read."""
+        offset = None
+        while True:
+            records, offset = self.client.scroll(self._names[store], limit=_SCROLL_PAGE, offset=offset,
+                                                 with_payload=True, with_vectors=True)
+            for record in records:
+                vectors = record.vector if isinstance(record.vector, dict) else {}
+                sparse = vectors.get(SPARSE)
+                dense = vectors.get(DENSE)
+                yield Point(str(record.id), record.payload or {}, None if dense is None else list(dense),
+                            None if sparse is None else SparseVector(tuple(sparse.indices), tuple(sparse.values)))
             if offset is None:
                 return
 

@@ -5,20 +5,34 @@ Prefect flow runs on the same machine find its owner record and call these route
 [RemoteIndex][enclave.indexes.RemoteIndex], whose wire models they take. Every request must carry the
 owner record's token in ``X-Enclave-Index-Token`` (403 otherwise); the routes exist only while this
 process owns an embedded index (404 otherwise), and stay out of the OpenAPI schema. A malformed body
-gets 422 (FastAPI's validation), a filter or query the backend cannot run 400.
+gets 422 (FastAPI's validation), a filter or query the backend cannot run 400. ``/backup`` answers the
+whole index as a backup file (``enclave backup`` while this process serves), 503 if it cannot be written.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
-from enclave.indexes.index_backend import IndexBackend
-from enclave.indexes.remote_index import TOKEN_HEADER, DeleteIdsBody, QueryBody, SelectBody, SetPayloadBody, UpsertBody
+from enclave.indexes.index_backend import IndexBackend, IndexUnavailable
+from enclave.indexes.index_backup import BackupError, write_backup
+from enclave.indexes.remote_index import (
+    TOKEN_HEADER,
+    BackupBody,
+    DeleteIdsBody,
+    QueryBody,
+    SelectBody,
+    SetPayloadBody,
+    UpsertBody,
+)
 
 router = APIRouter(prefix="/internal/index", include_in_schema=False)
 
@@ -88,3 +102,22 @@ def scroll(body: SelectBody, index: IndexBackend = Depends(owned_index)) -> Stre
     """NDJSON lines ``[id, payload]``, every selected point."""
     points = _checked("scroll", lambda: index.scroll(body.store, body.filter))
     return StreamingResponse((json.dumps(item) + "\n" for item in points), media_type="application/x-ndjson")
+
+
+@router.post("/backup")
+def backup(body: BackupBody, index: IndexBackend = Depends(owned_index)) -> FileResponse:
+    """The owned index as a backup file (``enclave.indexes.index_backup``), read while its writers wait and
+    its searches go on; written beside the index's folder, streamed, then deleted."""
+    beside = getattr(index, "path", None)
+    folder = Path(tempfile.mkdtemp(prefix=".enclave-backup-", dir=Path(beside).parent if beside else None))
+    target = folder / "backup.tar"
+    try:
+        write_backup(index, target, backend="edge", collection=body.collection, generation=body.generation)
+    except (BackupError, IndexUnavailable, OSError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise HTTPException(503, f"the backup could not be written: {exc}") from None
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return FileResponse(target, media_type="application/x-tar",
+                        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))

@@ -166,3 +166,43 @@ def test_audit_and_costs_report_the_records_of_a_session(tmp_path):
     assert rows["extractive"][1] == "1" and float(rows["extractive"][5]) > 0  # local: priced by the hour
     assert rows["total"][1] == "2"
     assert _enclave("costs", "--compare-with", "unpriced-model", cwd=tmp_path).returncode == 2
+
+
+@pytest.mark.slow  # seven CLI subprocesses (no model): ~10 s
+def test_backup_and_restore_from_the_command_line(tmp_path):
+    import numpy as np
+    from backup_cases import populate
+
+    from enclave.flows import index_path
+    from enclave.flows.index_manifest import index_manifest
+    from enclave.indexes import EdgeIndex
+    from enclave.settings import load_settings
+
+    (tmp_path / "enclave.yaml").write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data")}), encoding="utf-8")
+    settings = load_settings(tmp_path / "enclave.yaml")
+    index = EdgeIndex(index_path(settings), 4)  # random vectors: backup, restore and status load no model
+    populate(index, np.random.default_rng(3), manifest=index_manifest(settings, 4))
+    index.close()
+
+    backup = _enclave("backup", "backup.tar", cwd=tmp_path)
+    assert backup.returncode == 0, backup.stderr
+    assert "backup.tar: 9 chunks, 4 documents (1 failed, 3 indexed), 1 runs;" in backup.stdout, backup.stdout
+    assert "KiB in" in backup.stdout and "generation enclave, dimension 4); consistency: writes paused" in backup.stdout
+    again = _enclave("backup", "backup.tar", cwd=tmp_path)
+    assert again.returncode == 2 and "exists" in again.stderr
+
+    refused = _enclave("restore", "backup.tar", cwd=tmp_path)
+    assert refused.returncode == 2 and "not empty" in refused.stderr and "--force" in refused.stderr, refused.stderr
+    restored = _enclave("restore", "backup.tar", "--force", "--grace", "0", cwd=tmp_path)
+    assert restored.returncode == 0, restored.stderr
+    assert "9 chunks, 4 documents, 1 runs" in restored.stdout and "(was enclave); old generation dropped" in restored.stdout
+    status = _enclave("status", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "generation enclave__" in status.stdout, status.stdout
+    assert "hb: 3 documents (2 indexed, 0 skipped, 1 failed, 0 pending), 5 chunks" in status.stdout, status.stdout
+
+    damaged = bytearray((tmp_path / "backup.tar").read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    (tmp_path / "damaged.tar").write_bytes(bytes(damaged))
+    corrupt = _enclave("restore", "damaged.tar", "--force", cwd=tmp_path)
+    assert corrupt.returncode == 1 and "the index is unchanged" in corrupt.stderr, corrupt.stderr
