@@ -183,7 +183,9 @@ class ServerGenerations:
         return new_generation_name(self.collection)
 
     def open(self, name: str, dimension: int | None = None) -> ServerIndex:
-        return ServerIndex(self.client, name, dimension)
+        """The generation ``name``, on this object's client, which closing the index leaves open: the
+        re-index closes the new generation, then switches to it with the same client."""
+        return ServerIndex(self.client, name, dimension, owns_client=False)
 
     def open_live(self, dimension: int | None = None) -> ServerIndex:
         """The live generation through its aliases; with ``dimension`` and no index yet, a first

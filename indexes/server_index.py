@@ -43,8 +43,10 @@ class ServerIndex:
     ``QdrantClient(":memory:")``, which mirrors the server API.
     """
 
-    def __init__(self, client: QdrantClient, collection: str, dimension: int | None = None) -> None:
+    def __init__(self, client: QdrantClient, collection: str, dimension: int | None = None,
+                 owns_client: bool = True) -> None:
         self.client = client
+        self.owns_client = owns_client
         self.collection = collection
         self._names = self.collection_names(collection)
         try:
@@ -151,7 +153,10 @@ class ServerIndex:
         return [Hit(str(p.id), float(p.score), p.payload or {}) for p in response.points]
 
     def close(self) -> None:
-        self.client.close()
+        """Close the client, unless it is shared (``owns_client=False``: a generation opened by
+        [ServerGenerations.open][enclave.indexes.index_generations.ServerGenerations.open])."""
+        if self.owns_client:
+            self.client.close()
 
 
 def _vectors(point: Point) -> dict[str, Any]:

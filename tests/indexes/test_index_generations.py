@@ -77,6 +77,7 @@ def test_server_generations_switch_all_three_aliases_at_once() -> None:
     _mark(new, "new")
     SyncLedger(new).save_manifest({"embedder": {"model": "new"}})
     assert _marked(ServerIndex(client, "enclave")) == ["old"]
+    new.close()  # as the re-index does before it switches: the generations' client stays open
 
     generations.switch(name)
     reader = ServerIndex(client, "enclave")  # readers use the aliases: chunks, ledger and runs all moved
