@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.routing import Route
 
 from enclave import __version__
 from enclave.flows.answer_pipeline import AnswerPipeline
@@ -16,7 +17,7 @@ from enclave.llms.fallback_router import AllGeneratorsFailed
 from enclave.server.authentication import Authenticator
 from enclave.server.body_limit import BodySizeLimit
 from enclave.server.index_follower import IndexFollower
-from enclave.server.mcp_server import McpContext, create_mcp_server, http_principal, mcp_http_route
+from enclave.server.mcp_server import McpContext, McpHttpEndpoint, create_mcp_server, http_principal
 from enclave.server.metrics import install_metrics
 from enclave.server.rate_limit import RateLimiter
 from enclave.server.routers import ask, chat, health, index, metrics, models, page, retrieve
@@ -64,7 +65,7 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
         try:
             async with AsyncExitStack() as running:
                 if mcp is not None:
-                    await running.enter_async_context(mcp.session_manager.run())
+                    await running.enter_async_context(mcp.running())
                 yield
         finally:
             app.state.answer_executor.shutdown(wait=False, cancel_futures=True)
@@ -92,7 +93,8 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
         app.include_router(router)
     mcp = None
     if settings.server.mcp.enabled:  # the MCP tools, on the same pipeline, ACL and rate limits (server/mcp_server.py)
-        mcp = create_mcp_server(McpContext(settings, lambda: app.state.pipeline, lambda: app.state.answer_executor,
-                                           http_principal, app.state.rate_limiter))
-        app.router.routes.append(mcp_http_route(mcp, settings, lambda: app.state.authenticator))
+        server = create_mcp_server(McpContext(settings, lambda: app.state.pipeline, lambda: app.state.answer_executor,
+                                              http_principal, app.state.rate_limiter))
+        mcp = McpHttpEndpoint(server, settings, lambda: app.state.authenticator)
+        app.router.routes.append(Route(settings.server.mcp.path, endpoint=mcp))
     return app

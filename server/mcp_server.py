@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
@@ -127,7 +128,7 @@ def create_mcp_server(context: McpContext) -> MCPServer:
     Usage::
 
         server = create_mcp_server(McpContext(settings, lambda: pipeline, lambda: executor, lambda ctx: principal))
-        await server.run_stdio_async()        # or mount_mcp(app, ...) for Streamable HTTP
+        await server.run_stdio_async()        # or McpHttpEndpoint(server, ...) for Streamable HTTP
 
     Tool failures the caller can act on (a blank or too long question, over the rate limit, no generator
     answered) come back as tool errors (``isError``) with the reason; an unknown or hidden document is a
@@ -260,19 +261,50 @@ def document_chunks(pipeline: AnswerPipeline, doc_id: str, groups: tuple[str, ..
                 for p in payloads])
 
 
-class McpAuthentication:
-    """ASGI middleware in front of the MCP transport: authenticates every HTTP request as the other
-    endpoints do and leaves the [Principal][enclave.server.authentication.Principal] in the scope
-    (``PRINCIPAL_SCOPE_KEY``); answers 401 (with ``WWW-Authenticate: Bearer``) or 403 as JSON
-    ``{"detail"}`` otherwise, before the MCP transport sees the request."""
+class McpHttpEndpoint:
+    """The ASGI endpoint of MCP's Streamable HTTP transport, behind Enclave's authentication.
 
-    def __init__(self, app: ASGIApp, authenticator: Callable[[], Authenticator]) -> None:
-        self.app = app
+    Usage::
+
+        endpoint = McpHttpEndpoint(create_mcp_server(...), settings, lambda: app.state.authenticator)
+        app.router.routes.append(Route(settings.server.mcp.path, endpoint=endpoint))
+        async with endpoint.running():       # in the app's lifespan: each start gets a fresh session manager
+            ...
+
+    Every HTTP request is authenticated as the other endpoints do; the
+    [Principal][enclave.server.authentication.Principal] goes into the scope (``PRINCIPAL_SCOPE_KEY``) for
+    the tools, otherwise the answer is 401 (with ``WWW-Authenticate: Bearer``) or 403 as JSON ``{"detail"}``
+    before the transport sees the request; 503 outside ``running()``. Stateless: every POST carries what it
+    needs, so no session outlives a request and any worker can answer it.
+    """
+
+    def __init__(self, server: MCPServer, settings: Settings, authenticator: Callable[[], Authenticator]) -> None:
+        self.server = server
+        self.settings = settings
         self.authenticator = authenticator
+        self._transport: ASGIApp | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Serve requests within the block (the SDK's session manager runs once per instance, so each
+        start of the app builds a new one)."""
+        path = self.settings.server.mcp.path
+        starlette_app = self.server.streamable_http_app(
+            streamable_http_path=path, stateless_http=True,
+            max_request_body_size=self.settings.server.limits.max_body_bytes,
+            transport_security=transport_security(self.settings))
+        route = next(r for r in starlette_app.routes if isinstance(r, Route) and r.path == path)
+        async with self.server.session_manager.run():
+            self._transport = route.app
+            try:
+                yield
+            finally:
+                self._transport = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        transport = self._transport
+        if transport is None:
+            await JSONResponse({"detail": "the MCP server is not running"}, status_code=503)(scope, receive, send)
             return
         client = scope.get("client")
         try:
@@ -282,11 +314,11 @@ class McpAuthentication:
             await JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)(scope, receive, send)
             return
         scope[PRINCIPAL_SCOPE_KEY] = principal
-        await self.app(scope, receive, send)
+        await transport(scope, receive, send)
 
 
 def http_principal(ctx: Context) -> Principal:
-    """The principal McpAuthentication found for the HTTP request that carries this MCP call."""
+    """The principal McpHttpEndpoint found for the HTTP request that carries this MCP call."""
     request = ctx.request_context.request
     principal = request.scope.get(PRINCIPAL_SCOPE_KEY) if request is not None else None
     if principal is None:  # pragma: no cover - the middleware stands in front of every request
@@ -301,18 +333,6 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     origins = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
-
-
-def mcp_http_route(server: MCPServer, settings: Settings, authenticator: Callable[[], Authenticator]) -> Route:
-    """The Streamable HTTP endpoint (``server.mcp.path``) as a route to add to the app, behind
-    McpAuthentication. Stateless: every POST carries what it needs, so no session outlives a request
-    and any worker can answer it. Its session manager must run for the app's lifetime:
-    ``async with server.session_manager.run(): ...``."""
-    starlette_app = server.streamable_http_app(
-        streamable_http_path=settings.server.mcp.path, stateless_http=True,
-        max_request_body_size=settings.server.limits.max_body_bytes, transport_security=transport_security(settings))
-    endpoint = next(r for r in starlette_app.routes if isinstance(r, Route) and r.path == settings.server.mcp.path)
-    return Route(settings.server.mcp.path, endpoint=McpAuthentication(endpoint.app, authenticator))
 
 
 def stdio_principal(settings: Settings, environ: dict[str, str] | None = None) -> Principal:
@@ -347,6 +367,6 @@ def run_stdio(settings: Settings, principal: Principal) -> None:
 
 
 __all__ = [
-    "DOCUMENT_URI", "McpAuthentication", "McpContext", "McpUnavailable", "create_mcp_server", "document_chunks",
-    "document_uri", "http_principal", "mcp_http_route", "run_stdio", "stdio_principal", "visible_sources",
+    "DOCUMENT_URI", "McpContext", "McpHttpEndpoint", "McpUnavailable", "create_mcp_server", "document_chunks",
+    "document_uri", "http_principal", "run_stdio", "stdio_principal", "visible_sources",
 ]

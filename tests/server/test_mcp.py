@@ -243,3 +243,17 @@ def test_enclave_mcp_without_a_principal_refuses_to_start(tmp_path):
                           text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 2 and done.stdout == ""
     assert "ENCLAVE_API_KEY" in done.stderr and "server.mcp.groups" in done.stderr
+
+
+def test_an_app_started_twice_serves_mcp_both_times(halvard_settings, halvard_pipeline):
+    """The SDK's session manager runs once per instance: each start of the app builds a new one."""
+    from fastapi.testclient import TestClient
+
+    app = create_app(server_settings(halvard_settings), pipeline=halvard_pipeline)
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    headers = {"Accept": "application/json, text/event-stream", **bearer("ola")}
+    for _ in range(2):
+        with TestClient(app) as client:
+            assert client.post("/mcp", json=initialize, headers=headers).status_code == 200
+    assert TestClient(app).post("/mcp", json=initialize, headers=headers).status_code == 503  # not started
