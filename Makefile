@@ -10,7 +10,7 @@ LAYOUT := build/layout
 # the fast lane's tests: everything but the whole-system runs (tests/e2e) and the few slow integration tests
 CHECK_TESTS ?= -m "not e2e and not slow"
 
-.PHONY: install browser ocr office demo test check lint layout imports docs serve clean-demo bench eval-local
+.PHONY: install browser ocr office demo test check lint layout imports docs serve clean-demo bench eval-local openwebui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -114,6 +114,21 @@ bench: install
 # A benchmark, not a test: EVAL_ARGS="--questions 706" for all of SQuAD 2.0 dev's Normans and Rhine (~90 min)
 eval-local: install
 	$(BIN)/python bench/eval_local.py $(EVAL_ARGS)
+
+# Open WebUI, pinned, in its own venv (.venv-openwebui: ~GBs, so neither `install` nor `test` needs it), for the test
+# that drives it against `enclave serve` (tests/server/test_open_webui.py skips without it). torch first, pinned:
+# open-webui needs some torch (sentence-transformers), and an unpinned one pulls GBs of CUDA wheels. Open WebUI needs
+# Python 3.11 or 3.12 (PYTHON=python3.12 make openwebui). README.md, "Open WebUI", says how to run it against Enclave.
+OPENWEBUI_VERSION ?= 0.12.4
+OPENWEBUI_VENV    := .venv-openwebui
+openwebui: $(OPENWEBUI_VENV)/.installed-$(OPENWEBUI_VERSION)
+
+$(OPENWEBUI_VENV)/.installed-$(OPENWEBUI_VERSION):
+	$(PYTHON) -m venv $(OPENWEBUI_VENV)
+	$(OPENWEBUI_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OPENWEBUI_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(OPENWEBUI_VENV)/bin/python -m pip install --quiet open-webui==$(OPENWEBUI_VERSION)
+	touch $@
 
 serve: install
 	$(BIN)/enclave serve --config examples/enclave.yaml
