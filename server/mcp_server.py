@@ -23,6 +23,7 @@ only the documents the principal's groups may see; search and ask count against 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -134,12 +135,16 @@ def create_mcp_server(context: McpContext) -> MCPServer:
     answered) come back as tool errors (``isError``) with the reason; an unknown or hidden document is a
     resource error ("no document ..."), the same for both so the answer tells nothing of what exists.
     """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     server = MCPServer(
         "enclave", title="Enclave", version=__version__,
         instructions="Search and ask the organisation's documents. `search` finds passages (cite their title and uri); "
                      "`ask` answers with numbered citations or says the documents do not answer; `list_sources` "
                      "shows what is indexed. Read enclave://documents/{doc_id} for a whole document.",
     )
+    root.handlers[:] = handlers  # the SDK's constructor calls logging.basicConfig (INFO, a rich handler): undo it
+    root.setLevel(level)
     limits = context.settings.server.limits
 
     async def blocking(call: Callable[[], T]) -> T:

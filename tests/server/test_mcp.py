@@ -257,3 +257,19 @@ def test_an_app_started_twice_serves_mcp_both_times(halvard_settings, halvard_pi
         with TestClient(app) as client:
             assert client.post("/mcp", json=initialize, headers=headers).status_code == 200
     assert TestClient(app).post("/mcp", json=initialize, headers=headers).status_code == 503  # not started
+
+
+def test_building_the_mcp_server_leaves_the_host_processs_logging_alone():
+    """The SDK's MCPServer() calls logging.basicConfig(INFO, a rich handler): an app must not change its host's logging."""
+    import logging
+
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    root.handlers[:] = []
+    root.setLevel(logging.WARNING)
+    try:
+        create_app(server_settings(Settings()))
+        assert root.handlers == [] and root.level == logging.WARNING
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
