@@ -358,7 +358,7 @@ def stdio_principal(settings: Settings, environ: dict[str, str] | None = None) -
 def run_stdio(settings: Settings, principal: Principal) -> None:
     """Serve MCP on stdin/stdout as ``principal`` until the client closes the stream (``enclave mcp``).
     Loads the answer pipeline (model, index) first; raises what
-    [AnswerPipeline.from_settings][enclave.flows.answer_pipeline.AnswerPipeline.from_settings] raises."""
+    ``AnswerPipeline.from_settings`` ([AnswerPipeline][enclave.flows.answer_pipeline.AnswerPipeline]) raises."""
     pipeline = AnswerPipeline.from_settings(settings)
     executor = ThreadPoolExecutor(8, thread_name_prefix="mcp")
     limits = settings.server.limits
