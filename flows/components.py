@@ -9,6 +9,8 @@ Usage::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from enclave.connectors.beir import BeirCorpusConnector
 from enclave.connectors.confluence import ConfluenceConnector
 from enclave.connectors.filesystem import FilesystemConnector
@@ -25,7 +27,6 @@ from enclave.indexes.embedder_contract import Embedder
 from enclave.indexes.index_backend import IndexBackend
 from enclave.indexes.parse_worker import OcrOptions
 from enclave.indexes.parser import DocumentParser
-from enclave.indexes.retriever import Retriever
 from enclave.indexes.sparse_embedder import Bm25Embedder
 from enclave.llms.audit_log import AuditLog
 from enclave.llms.breaker_guard import BreakerGuard
@@ -37,6 +38,9 @@ from enclave.llms.fallback_router import FallbackRouter
 from enclave.llms.question_condenser import QuestionCondenser
 from enclave.llms.usage_log import UsageLog, UsageObserver
 from enclave.settings import GeneratorSettings, Settings, SourceSettings
+
+if TYPE_CHECKING:
+    from enclave.indexes.retriever import Retriever
 
 
 def build_connector(source: SourceSettings) -> Connector:
@@ -118,11 +122,14 @@ def build_sparse_embedder(settings: Settings) -> Bm25Embedder:
 
 
 def build_retriever(settings: Settings, embedder: Embedder, backend: IndexBackend) -> Retriever:
-    """The configured retriever: mode, fusion and top_k from ``settings.retrieval``."""
-    r = settings.retrieval
+    """The configured retriever: mode, fusion and top_k from ``settings.retrieval``; concurrent queries embedded
+    in batches per ``server.query_batch_size`` and ``server.query_batch_wait_ms``."""
+    r, s = settings.retrieval, settings.server
     fusion = Fusion(k=r.rrf_k, weights=(r.dense_weight, r.sparse_weight), prefetch=r.prefetch, method=r.fusion)
+    from enclave.indexes.retriever import Retriever  # LlamaIndex's retriever base: loaded by what retrieves, not by ingest
+
     return Retriever(embedder, ChunkStore(backend), top_k=r.top_k, sparse_embedder=build_sparse_embedder(settings),
-                     mode=r.mode, fusion=fusion)
+                     mode=r.mode, fusion=fusion, max_batch=s.query_batch_size, max_wait=s.query_batch_wait_ms / 1000)
 
 
 def build_parser(settings: Settings) -> DocumentParser:

@@ -17,6 +17,7 @@ from llama_index.core.schema import (
 from enclave.contracts import ScoredChunk
 from enclave.indexes.chunk_store import MODES, ChunkStore, Fusion, SearchFilter
 from enclave.indexes.embedder_contract import Embedder
+from enclave.indexes.query_batcher import QueryBatcher
 from enclave.indexes.sparse_embedder import Bm25Embedder
 
 
@@ -37,6 +38,11 @@ class Retriever(BaseRetriever):
     default), ``dense`` or ``sparse``; hybrid and sparse need ``sparse_embedder``. Every search is
     filtered by ``groups`` inside the Qdrant query; no groups, no results. Raises ValueError for an
     unknown mode.
+
+    ``max_batch`` > 1: queries that several threads run at once are embedded together, up to ``max_batch``
+    per pass of the model, a batch with other callers' queries waiting filling for up to ``max_wait``
+    seconds ([QueryBatcher][enclave.indexes.query_batcher.QueryBatcher]; ``for_groups`` retrievers share
+    it). A query on its own waits for nothing. The default, 1, embeds each query by itself.
     """
 
     def __init__(
@@ -48,6 +54,8 @@ class Retriever(BaseRetriever):
         sparse_embedder: Bm25Embedder | None = None,
         mode: str = "hybrid",
         fusion: Fusion | None = None,
+        max_batch: int = 1,
+        max_wait: float = 0.0,
     ) -> None:
         super().__init__()
         self.embedder = embedder
@@ -57,6 +65,7 @@ class Retriever(BaseRetriever):
         self.sparse_embedder = sparse_embedder
         self.mode = self._checked(mode)
         self.fusion = fusion or Fusion()
+        self.batcher = QueryBatcher(embedder, sparse_embedder, max_batch, max_wait) if max_batch > 1 else None
 
     def _checked(self, mode: str) -> str:
         if mode not in MODES:
@@ -79,14 +88,21 @@ class Retriever(BaseRetriever):
         mode = self._checked(mode) if mode else self.mode
         if not groups or not query.strip():
             return []
-        dense = self.embedder.embed_query([query])[0] if mode != "sparse" else None
-        sparse = self.sparse_embedder.embed_query(query) if mode != "dense" else None
+        if self.batcher is not None:
+            vectors = self.batcher.encode([query], dense=mode != "sparse", sparse=mode != "dense")
+            dense = vectors.dense[0] if vectors.dense is not None else None
+            sparse = vectors.sparse[0] if vectors.sparse is not None else None
+        else:
+            dense = self.embedder.embed_query([query])[0] if mode != "sparse" else None
+            sparse = self.sparse_embedder.embed_query(query) if mode != "dense" else None
         return self.store.search(dense, sparse=sparse, groups=groups, limit=top_k or self.top_k, sources=sources,
                                  where=where, fusion=self.fusion)
 
     def for_groups(self, groups: Sequence[str]) -> Retriever:
-        """A retriever bound to ``groups``, for LlamaIndex's ``retrieve``."""
-        return Retriever(self.embedder, self.store, self.top_k, groups, self.sparse_embedder, self.mode, self.fusion)
+        """A retriever bound to ``groups``, for LlamaIndex's ``retrieve`` (its queries batched with this one's)."""
+        bound = Retriever(self.embedder, self.store, self.top_k, groups, self.sparse_embedder, self.mode, self.fusion)
+        bound.batcher = self.batcher
+        return bound
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return [

@@ -4,6 +4,8 @@ The classic three states (Nygard, "Release It!", 2007): **closed** (calls pass; 
 are counted), **open** (after ``failures`` consecutive failures: calls are skipped for ``cooldown``
 seconds), **half-open** (after the cool-down one call, the probe, passes; its success closes the
 circuit, its failure opens it for another cool-down). Thread-safe: the chat endpoint's threads share one.
+It lives in one process's memory: each serving process (``enclave serve --workers`` worker, or host behind a
+balancer) has its own breakers and finds a failing generator out by itself.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -21,7 +23,7 @@ from enclave.server.mcp_server import McpContext, McpHttpEndpoint, create_mcp_se
 from enclave.server.metrics import install_metrics
 from enclave.server.rate_limit import RateLimiter
 from enclave.server.routers import ask, chat, health, index, metrics, models, page, retrieve
-from enclave.settings import Settings
+from enclave.settings import ServerSettings, Settings
 
 
 def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index_url: str | None = None) -> FastAPI:
@@ -45,6 +47,10 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
     ingest`` and scheduled flow runs write through this process while it keeps answering. A pipeline
     the app builds itself follows ``enclave reindex`` to each new live generation
     ([IndexFollower][enclave.server.index_follower.IndexFollower]).
+
+    Start-up loads the embedding model and runs it once. An app that builds its own pipeline (``enclave
+    serve``) then tunes its process for serving ([tune_process][enclave.server.app.tune_process]); one given
+    a ``pipeline`` leaves the process as it is.
     """
 
     @asynccontextmanager
@@ -53,7 +59,9 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
         # answers run in threads (retrieval, then a generator's blocking stream): one each, up to this many at once
         app.state.answer_executor = ThreadPoolExecutor(settings.server.answer_threads, thread_name_prefix="answer")
         app.state.pipeline = pipeline or AnswerPipeline.from_settings(settings)
-        _ = app.state.pipeline.retriever.embedder.model  # load the model before the first request
+        app.state.pipeline.retriever.embedder.embed_query(["warm-up"])  # load the model and run it before any request
+        if owned:
+            tune_process(settings.server)
         index = app.state.pipeline.index
         if index_url and isinstance(index, EdgeIndex):
             app.state.index_owner = IndexOwner.claim(index.path, index_url)
@@ -98,3 +106,32 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
         mcp = McpHttpEndpoint(server, settings, lambda: app.state.authenticator)
         app.router.routes.append(Route(settings.server.mcp.path, endpoint=mcp))
     return app
+
+
+def tune_process(server: ServerSettings) -> None:
+    """Settle the process for serving, once its models are loaded (``create_app``'s start-up does it when it
+    builds the pipeline): torch's intra-op threads set to ``server.torch_threads`` (when torch is loaded;
+    one thread keeps torch's workers from waiting for each other while other requests hold the cores), and
+    with ``server.gc_freeze`` a full collection, then ``gc.freeze()``: what start-up loaded (about a million
+    objects with torch and transformers) moves out of the collector's sight, so a later full collection
+    walks only what requests create (34-69 ms measured under load, bench/serve_load.py) instead of holding
+    every thread for 437-480 ms."""
+    if server.torch_threads and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(server.torch_threads)
+    if server.gc_freeze:
+        gc.collect()
+        gc.freeze()
+
+
+def app_from_config() -> FastAPI:
+    """The app of one worker process of ``enclave serve --workers N`` (a uvicorn factory: ``uvicorn --factory
+    enclave.server.app:app_from_config --workers N`` does the same): settings from ``$ENCLAVE_CONFIG`` (else
+    ``./enclave.yaml``) and ``ENCLAVE_*``, the pipeline built at start-up. Each worker is a process of its own,
+    with its own model, query batches, rate limits and circuit breakers; their index must be a Qdrant server.
+    Raises SettingsError for invalid settings."""
+    import logging
+
+    from enclave.settings import load_settings
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # as `enclave serve` has it: no log line per Ollama request
+    return create_app(load_settings())

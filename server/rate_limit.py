@@ -17,7 +17,9 @@ class RateLimiter:
 
     A token bucket (capacity ``burst``, refilled at ``per_minute / 60`` a second) per caller id; idle
     buckets that have refilled are forgotten, so memory stays bounded by the callers of the last minute.
-    Thread-safe.
+    Thread-safe. The buckets live in this process's memory: each serving process (every ``enclave serve
+    --workers`` worker, every host behind a balancer) limits on its own, so N of them let a caller make up
+    to N times ``per_minute`` (tests/server/test_several_workers.py).
     """
 
     def __init__(self, per_minute: int, burst: int, clock: Callable[[], float] = time.monotonic) -> None:

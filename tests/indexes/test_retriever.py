@@ -86,3 +86,34 @@ def test_unknown_mode_and_missing_sparse_embedder_are_refused(retriever, embedde
     with pytest.raises(ValueError, match="needs a sparse embedder"):
         Retriever(embedder, retriever.store)  # hybrid by default
     assert Retriever(embedder, retriever.store, mode="dense").run("paid leave", ["everyone"])[0].doc_id == "hr:leave.md"
+
+
+def test_concurrent_queries_share_passes_of_the_model_and_find_the_same(retriever):
+    """max_batch > 1: queries run at once from several threads are embedded together (dense and BM25) and
+    find what each finds alone; for_groups retrievers share the batches."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Slow(CountingEmbedder):
+        def embed_query(self, texts):
+            time.sleep(0.05)  # long enough for the other threads to queue behind the first pass
+            return super().embed_query(texts)
+
+    queries = ["How long must a password be?", "HX-400 temperature range", "paid leave per month",
+               "password characters", "pressure sensor", "leave days"] * 2
+    alone = [[h.doc_id for h in retriever.run(q, ["everyone"])] for q in queries]
+    batched = Retriever(Slow(retriever.embedder.inner), retriever.store, top_k=2, sparse_embedder=retriever.sparse_embedder,
+                        max_batch=8, max_wait=0.01)
+    barrier = threading.Barrier(len(queries))
+
+    def run(i: int) -> list[str]:
+        barrier.wait()
+        if i % 2:
+            return [n.node.ref_doc_id for n in batched.for_groups(["everyone"]).retrieve(queries[i])]
+        return [h.doc_id for h in batched.run(queries[i], ["everyone"])]
+
+    with ThreadPoolExecutor(len(queries)) as pool:
+        assert list(pool.map(run, range(len(queries)))) == alone
+    assert batched.embedder.calls < len(queries)
+    assert batched.for_groups(["everyone"]).batcher is batched.batcher
