@@ -58,24 +58,53 @@ class IngestComponents:
         components.close()
 
     ``embedder`` may be one already loaded (its model is shared by every embedder of that model in the
-    process anyway). ``close`` stops the parser's worker process.
+    process anyway). Nothing heavy happens before it is needed: the chunker (which asks the embedder for
+    its tokenizer and maximum length, loading the model) and the BM25 embedder are built on first use,
+    when not given, and the parser starts its worker process with the first document to convert; a sync
+    with nothing new to parse, chunk or embed loads no model and starts no process. ``close`` stops the
+    parser's worker process.
     """
 
     def __init__(self, spec: ComponentSpec, parser: DocumentParser, embedder: DenseEmbedder,
-                 sparse_embedder: Bm25Embedder, chunker: MarkdownChunker, progress: ProgressCallback | None = None) -> None:
+                 sparse_embedder: Bm25Embedder | None = None, chunker: MarkdownChunker | None = None,
+                 progress: ProgressCallback | None = None) -> None:
         self.spec = spec
         self.parser = parser
         self.embedder = embedder
-        self.sparse_embedder = sparse_embedder
-        self.chunker = chunker
+        self._sparse_embedder = sparse_embedder
+        self._chunker = chunker
         self.progress = progress
+        self._settings: Settings | None = None  # what from_settings was given, to build the rest from
+        self._build_lock = threading.Lock()  # batches in flight may ask for the chunker at once
 
     @classmethod
     def from_settings(cls, settings: Settings, embedder: DenseEmbedder | None = None,
                       progress: ProgressCallback | None = None) -> IngestComponents:
-        embedder = embedder or build_embedder(settings)
-        return cls(ComponentSpec.of(settings), build_parser(settings), embedder, build_sparse_embedder(settings),
-                   build_chunker(settings, embedder), progress)
+        components = cls(ComponentSpec.of(settings), build_parser(settings), embedder or build_embedder(settings),
+                         progress=progress)
+        components._settings = settings
+        return components
+
+    def _built_from(self) -> Settings:
+        return self._settings if self._settings is not None else self.spec.settings()
+
+    @property
+    def chunker(self) -> MarkdownChunker:
+        """The chunker, sized by the embedder's tokenizer: built on first use (this loads the model)."""
+        if self._chunker is None:
+            with self._build_lock:
+                if self._chunker is None:
+                    self._chunker = build_chunker(self._built_from(), self.embedder)
+        return self._chunker
+
+    @property
+    def sparse_embedder(self) -> Bm25Embedder:
+        """The BM25 embedder: built on first use."""
+        if self._sparse_embedder is None:
+            with self._build_lock:
+                if self._sparse_embedder is None:
+                    self._sparse_embedder = build_sparse_embedder(self._built_from())
+        return self._sparse_embedder
 
     @classmethod
     def for_worker(cls, spec: ComponentSpec) -> IngestComponents:

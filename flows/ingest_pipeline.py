@@ -109,7 +109,12 @@ class IngestPipeline:
     workers); outside one they are plain calls, fetch, parse and embed in a thread pool of
     ``ingest.batches_in_flight`` threads (no Prefect API, no task retries). ``progress`` is called with
     [ProgressEvent][enclave.flows.ProgressEvent]s. ``index`` and ``embedder`` may be ones the caller
-    already holds (left open); what the pipeline opens, ``close`` closes. Raises KeyError for an unknown
+    already holds (left open); what the pipeline opens, ``close`` closes. Nothing heavy loads before a document
+    needs it: the index opens at the model's dimension read from its folder's configuration, the model (and
+    torch or OpenVINO, and LlamaIndex's node parsers) loads with the first document to chunk and the parse worker
+    starts with the first to convert, so an unchanged re-sync loads no model and starts no process (see
+    [IngestComponents][enclave.flows.IngestComponents]); a model that cannot load fails that ``run``
+    with [EmbedderError][enclave.indexes.embedder.EmbedderError], changing nothing. Raises KeyError for an unknown
     source name, the connector's error for a listing that fails (FileNotFoundError for a missing
     folder) and [IndexUnavailable][enclave.indexes.IndexUnavailable] when the index cannot be used
     ([IndexOutdated][enclave.flows.index_manifest.IndexOutdated] when it was built with other embedder, chunker or

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-from llama_index.core import Document
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -26,6 +26,9 @@ from enclave.indexes.chunk_store import ChunkStore
 from enclave.indexes.index_backend import SparseVector, now_iso
 from enclave.indexes.parser import ParseError
 from enclave.indexes.sync_ledger import LedgerEntry, SyncLedger
+
+if TYPE_CHECKING:
+    from llama_index.core import Document
 
 #: Fetch errors that may pass if tried again (a network share, an object store, a web server).
 TRANSIENT_ERRORS = (TimeoutError, ConnectionError, InterruptedError, BlockingIOError)
@@ -126,8 +129,11 @@ def embed_documents(parsed: list[ParsedDocument], components: IngestComponents |
     failed`` or ``embedding failed`` and the exception in ``detail``; the others go on. When the batch's
     embedding raises, a one-word probe is embedded: if that fails too, the embedder is at fault and the
     error is raised (failing every document would delete their old chunks); otherwise each document is
-    embedded alone to find the one at fault."""
+    embedded alone to find the one at fault. A batch with nothing to chunk (its documents unchanged, failed
+    or skipped) loads no model: the chunker and the model load with the first document to chunk."""
     parts = IngestComponents.resolve(components)
+    if any(item.document is not None for item in parsed):
+        _ = parts.chunker  # built here (the model loads), not in one document's try: a model that cannot load fails the batch
     chunks = [_chunk(item, parts) for item in parsed]
     source = parsed[0].doc.source if parsed else ""
     texts = [chunk.embedding_text for doc_chunks in chunks for chunk in doc_chunks]

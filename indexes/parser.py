@@ -5,11 +5,13 @@ from __future__ import annotations
 import shutil
 import threading
 from dataclasses import dataclass
-
-from llama_index.core import Document
+from typing import TYPE_CHECKING
 
 from enclave.contracts import DocumentStatus, SourceDocument
 from enclave.indexes.parse_worker import IMAGE_EXTENSIONS, OFFICE_CONVERSIONS, OcrOptions, ParseWorker
+
+if TYPE_CHECKING:
+    from llama_index.core import Document
 
 #: Extensions nothing here reads text from: skipped with reason "unsupported type", no parse tried.
 #: (Images are read by OCR: see [OcrOptions][enclave.indexes.parse_worker.OcrOptions].)
@@ -82,7 +84,8 @@ class DocumentParser:
         print(document.text[:200], document.metadata["title"])
 
     Conversion runs in a worker process with a time limit (``timeout``, seconds) and a memory limit
-    (``memory_bytes``), so one pathological file cannot hang or exhaust the run; ``close()`` stops it.
+    (``memory_bytes``), so one pathological file cannot hang or exhaust the run; it starts with the first
+    document to convert (never, when a sync has nothing to parse), and ``close()`` stops it.
     Formats are markitdown's (PDF, DOCX, PPTX, XLSX/XLS, HTML, EML/MSG, CSV, EPUB, JSON, XML, text...),
     legacy Office and OpenDocument files (.doc, .ppt, .rtf, .odt, .ods, .odp...) converted by LibreOffice
     headless first (a clean profile per worker), and with ``ocr`` (default
@@ -132,6 +135,8 @@ class DocumentParser:
         text = markdown.replace("\x00", "").strip()
         if not text:
             raise ParseError(DocumentStatus.SKIPPED, "no text", "; ".join(notes) or "the parser found no text in the file")
+        from llama_index.core import Document  # here, not at import: an ingest that parses nothing never loads LlamaIndex
+
         return Document(
             id_=doc.doc_id,
             text=text,

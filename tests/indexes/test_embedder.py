@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,86 @@ def test_nonexistent_local_path_raises(tmp_path: Path) -> None:
     embedder = DenseEmbedder(str(missing))  # lazy: nothing loads yet
     with pytest.raises(EmbedderError, match="no-such-model"):
         embedder.embed(["hello"])
+
+
+# -- the dimension, from the model folder's configuration: no weights, no torch ----------------------------------------
+def test_the_dimension_needs_no_model_load(embedder, monkeypatch) -> None:
+    import enclave.indexes.embedder as module
+
+    loaded = embedder.model.get_embedding_dimension()  # the fixture's model, loaded
+
+    def no_load(*args):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(module, "_load_shared", no_load)
+    fresh = DenseEmbedder()
+    assert fresh.dimension == loaded == 384
+    assert fresh._model is None
+
+
+def _model_folder(root: Path, modules: list[tuple[str, str, dict | None]], st_config: dict | None = None) -> Path:
+    """A sentence-transformers folder of ``(type, path, config.json or None)`` modules, without weights."""
+    root.mkdir()
+    (root / "modules.json").write_text(json.dumps(
+        [{"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+         for i, (kind, path, _) in enumerate(modules)]), encoding="utf-8")
+    for _, path, config in modules:
+        if config is not None:
+            (root / path).mkdir(exist_ok=True)
+            (root / path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    if st_config is not None:
+        (root / "config_sentence_transformers.json").write_text(json.dumps(st_config), encoding="utf-8")
+    return root
+
+
+TRANSFORMER = ("Transformer", "", {"hidden_size": 768})
+NORMALIZE = ("Normalize", "2_Normalize", None)
+
+
+@pytest.mark.parametrize(("modules", "st_config", "expected"), [
+    ([TRANSFORMER, ("Pooling", "1_Pooling", {"word_embedding_dimension": 768, "pooling_mode_mean_tokens": True}),
+      NORMALIZE], None, 768),
+    ([TRANSFORMER, ("Pooling", "1_Pooling", {"word_embedding_dimension": 768, "pooling_mode_cls_token": True,
+                                             "pooling_mode_max_tokens": True})], None, 1536),
+    ([TRANSFORMER, ("Pooling", "1_Pooling", {"word_embedding_dimension": 768})], None, 768),  # no mode: mean
+    ([TRANSFORMER, ("Pooling", "1_Pooling", {"embedding_dimension": 512, "pooling_mode": ["cls", "mean"]})], None, 1024),
+    ([TRANSFORMER, ("Pooling", "1_Pooling", {"embedding_dimension": 512, "pooling_mode": "lasttoken"})], None, 512),
+    ([TRANSFORMER, ("Pooling", "1_Pooling", {"embedding_dimension": 768}), ("Dense", "2_Dense", {"out_features": 256}),
+      ("Normalize", "3_Normalize", None)], None, 256),
+    ([TRANSFORMER, ("Pooling", "1_Pooling", {"embedding_dimension": 768}), NORMALIZE], {"truncate_dim": 128}, 128),
+    ([TRANSFORMER, ("Pooling", "1_Pooling", {"embedding_dimension": 768})], {"truncate_dim": None}, 768),
+    ([TRANSFORMER, ("Pooling", "1_Pooling", {"embedding_dimension": 768}), ("LayerNorm", "2_LayerNorm", {})], None, None),
+    ([TRANSFORMER], None, None),  # the transformer alone: what it pools to is not read here
+    ([TRANSFORMER, ("Pooling", "1_Pooling", None)], None, None),  # its config.json is missing
+    ([], None, None),
+])
+def test_configured_dimension(tmp_path: Path, modules, st_config, expected) -> None:
+    from enclave.indexes.embedder import configured_dimension
+
+    assert configured_dimension(_model_folder(tmp_path / "model", modules, st_config)) == expected
+
+
+def test_configured_dimension_of_no_folder_or_broken_files_is_none(tmp_path: Path) -> None:
+    from enclave.indexes.embedder import configured_dimension
+
+    assert configured_dimension(tmp_path / "missing") is None
+    assert configured_dimension("BAAI/bge-small-en-v1.5") is None  # a hub id: not read from a cache
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "modules.json").write_text("{not json", encoding="utf-8")
+    assert configured_dimension(broken) is None
+
+
+def test_a_dimension_the_folder_does_not_say_loads_the_model(tmp_path: Path, monkeypatch) -> None:
+    import enclave.indexes.embedder as module
+
+    class Loaded:
+        def get_embedding_dimension(self) -> int:
+            return 77
+
+    loads = []
+    monkeypatch.setattr(module, "_load_shared", lambda name, device: loads.append(name) or Loaded())
+    folder = _model_folder(tmp_path / "model", [TRANSFORMER])
+    embedder = DenseEmbedder(str(folder))
+    assert embedder.dimension == 77 and embedder.dimension == 77
+    assert loads == [str(folder)]  # once
