@@ -190,6 +190,7 @@ def test_an_object_that_cannot_be_fetched_is_recorded_and_the_run_goes_on(synced
     assert beta.reason == "unreadable" and "access denied" in beta.detail and SECRET not in beta.detail
 
 
+@pytest.mark.slow  # waits out the retries' back-off: ~7 s, kept out of the fast lane
 def test_an_object_the_store_keeps_failing_is_unavailable_and_tried_again_next_sync(synced, proxy):
     proxy.faults.append(Fault(lambda m, p, q: m == "GET" and p.endswith("beta.md"), status=500))
     report = synced.run()  # the run goes on past it

@@ -57,6 +57,7 @@ def test_cited_numbers_ignores_out_of_range_and_repeats():
     assert cited_numbers("no markers", passages=3) == []
 
 
+@pytest.mark.slow  # a Prefect flow run that loads its own model: ~14 s, kept out of the fast lane
 def test_answer_flow_answers_a_batch(halvard_settings, tmp_path, embedder):
     # the session's index is held open by its pipeline; the flow opens its own copy of the settings' index
     from enclave.flows import IngestPipeline

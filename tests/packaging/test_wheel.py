@@ -70,6 +70,7 @@ def test_the_wheel_holds_only_the_enclave_namespace(wheel):
         assert path in names, path
 
 
+@pytest.mark.slow  # a venv and a pip install: ~6 s, kept out of the fast lane
 def test_installed_from_the_wheel_it_works_from_another_directory(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
