@@ -36,6 +36,7 @@ from fastapi import HTTPException
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -61,6 +62,8 @@ PRINCIPAL_SCOPE_KEY = "enclave.principal"
 DOCUMENT_URI = "enclave://documents/{doc_id}"
 #: Most chunks one document resource returns.
 MAX_DOCUMENT_CHUNKS = 1000
+#: Every tool only reads: clients may run them without asking the user each time.
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True)
 
 T = TypeVar("T")
 
@@ -158,9 +161,10 @@ def create_mcp_server(context: McpContext) -> MCPServer:
                 raise ToolError(f"rate limit: {limits.requests_per_minute} requests a minute; try again in {wait:.1f} s")
         return principal
 
-    @server.tool(description="Find the passages of the organisation's documents that match a query (hybrid "
-                             "dense + BM25 by default), best first, with title, uri, section and score. Only "
-                             "documents the caller may see.")
+    @server.tool(annotations=READ_ONLY,
+                 description="Find the passages of the organisation's documents that match a query (hybrid dense + "
+                             "BM25 by default), best first, with title, uri, section and score. Only documents the "
+                             "caller may see.")
     async def search(
         ctx: Context,
         query: Annotated[str, Field(min_length=1, max_length=100_000, description="What to search for, any language.")],
@@ -181,9 +185,10 @@ def create_mcp_server(context: McpContext) -> MCPServer:
             id=c.id, doc_id=c.doc_id, title=c.title, uri=c.uri, section=c.section, chunk=c.chunk, text=c.text,
             score=c.score, classification=c.classification, resource=document_uri(c.doc_id)) for c in chunks])
 
-    @server.tool(description="Answer a question from the organisation's documents, with [n] citations of the "
-                             "passages used, the generators tried (route) and whether the documents answered it "
-                             "(answered: false means they do not say, and the answer says so).")
+    @server.tool(annotations=READ_ONLY,
+                 description="Answer a question from the organisation's documents, with [n] citations of the passages "
+                             "used, the generators tried (route) and whether the documents answered it (answered: "
+                             "false means they do not say, and the answer says so).")
     async def ask(
         ctx: Context,
         question: Annotated[str, Field(min_length=1, max_length=100_000, description="The question, any language.")],
@@ -206,7 +211,8 @@ def create_mcp_server(context: McpContext) -> MCPServer:
             raise ToolError(f"no generator could answer: {exc}") from None
         return ask_response(answer)
 
-    @server.tool(description="The sources the caller has documents in: indexed documents, chunks, last sync.")
+    @server.tool(annotations=READ_ONLY,
+                 description="The sources the caller has documents in: indexed documents, chunks, last sync.")
     async def list_sources(ctx: Context) -> SourceList:
         principal = caller(ctx, limited=False)
         pipeline = context.pipeline()

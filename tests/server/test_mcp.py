@@ -43,6 +43,7 @@ def test_the_tools_and_the_document_template_are_listed(mcp_url):
 
     tools, templates = over_http(mcp_url, bearer("ola"), session)
     assert {t.name for t in tools.tools} == {"search", "ask", "list_sources"}
+    assert all(t.annotations.read_only_hint and not t.annotations.destructive_hint for t in tools.tools)
     search = next(t for t in tools.tools if t.name == "search")
     assert {"query", "top_k", "mode", "filter"} <= set(search.input_schema["properties"])
     assert search.output_schema is not None  # structured results: the same fields as /v1/retrieve
