@@ -70,6 +70,7 @@ def _artifact(key: str):
     return asyncio.run(read())
 
 
+@pytest.mark.slow  # evaluate flow runs that ingest and score every mode (~6-17 s); kept out of the fast lane
 def test_beir_dataset_is_scored_in_every_mode_and_reported(beir, tmp_path, embedder):
     config = write_settings(Settings(data_dir=tmp_path / "data"), tmp_path)
     report = evaluate(str(beir), config_file=config, output_dir=str(tmp_path / "out"))
@@ -115,6 +116,7 @@ def test_beir_dataset_is_scored_in_every_mode_and_reported(beir, tmp_path, embed
     assert [p.name.startswith("eval-tiny-beir__") for p in (tmp_path / "data" / "index").iterdir() if p.is_dir()] == [True]
 
 
+@pytest.mark.slow  # evaluate flow runs that ingest and score every mode (~6-17 s); kept out of the fast lane
 def test_qa_file_with_sources_and_with_answers_only(examples, tmp_path, embedder):
     config = write_settings(Settings(data_dir=tmp_path / "data"), tmp_path)
     questions = examples.parent / "questions.yaml"
