@@ -102,7 +102,7 @@ def create_app(settings: Settings, pipeline: AnswerPipeline | None = None, index
     mcp = None
     if settings.server.mcp.enabled:  # the MCP tools, on the same pipeline, ACL and rate limits (server/mcp_server.py)
         server = create_mcp_server(McpContext(settings, lambda: app.state.pipeline, lambda: app.state.answer_executor,
-                                              http_principal, app.state.rate_limiter))
+                                              http_principal, app.state.rate_limiter, app.state.metrics))
         mcp = McpHttpEndpoint(server, settings, lambda: app.state.authenticator)
         app.router.routes.append(Route(settings.server.mcp.path, endpoint=mcp))
     return app

@@ -50,6 +50,7 @@ from enclave.indexes.index_backend import Store, all_of, match, match_any
 from enclave.indexes.sync_ledger import SyncLedger
 from enclave.llms.fallback_router import AllGeneratorsFailed
 from enclave.server.authentication import Authenticator, AuthError, Principal
+from enclave.server.metrics import ServerMetrics
 from enclave.server.rate_limit import RateLimiter
 from enclave.server.request_limits import check_conversation
 from enclave.server.routers.ask import AskResponse, SearchFilterIn, Turn, ask_response
@@ -116,7 +117,9 @@ class McpContext:
     """What the tools run against, looked up on every call (a re-index swaps the app's pipeline).
 
     ``pipeline``: the answer pipeline now; ``executor``: where blocking work (embedding, search, the
-    generator) runs; ``principal``: who calls, from the request context; ``rate_limiter``: None for no limit.
+    generator) runs; ``principal``: who calls, from the request context; ``rate_limiter``: None for no limit;
+    ``metrics``: where ``ask`` counts its answers and its questions no generator answered (the app's
+    [ServerMetrics][enclave.server.metrics.ServerMetrics]; None: not counted).
     """
 
     settings: Settings
@@ -124,6 +127,7 @@ class McpContext:
     executor: Callable[[], Executor]
     principal: Callable[[Context], Principal]
     rate_limiter: RateLimiter | None = None
+    metrics: ServerMetrics | None = None
 
 
 def create_mcp_server(context: McpContext) -> MCPServer:
@@ -208,7 +212,11 @@ def create_mcp_server(context: McpContext) -> MCPServer:
             answer = await blocking(lambda: pipeline.ask(
                 question.strip(), principal.groups, top_k, where, principal.name, turns))
         except AllGeneratorsFailed as exc:
+            if context.metrics is not None:
+                context.metrics.record_no_answer(exc.attempts)
             raise ToolError(f"no generator could answer: {exc}") from None
+        if context.metrics is not None:
+            context.metrics.record_answer(answer)
         return ask_response(answer)
 
     @server.tool(annotations=READ_ONLY,

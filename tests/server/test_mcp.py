@@ -71,11 +71,18 @@ def test_search_finds_the_passage_with_title_uri_section_and_score_and_reads_its
     assert only_pdf["chunks"] and all(c["uri"].endswith(".pdf") for c in only_pdf["chunks"])
 
 
-def test_ask_gives_a_cited_answer_with_its_route(mcp_url):
+def test_ask_gives_a_cited_answer_with_its_route_and_counts_it_in_the_metrics(mcp_url):
     async def session(client: Client):
         return structured(await client.call_tool("ask", {"question": QUESTION}))
 
+    def extractive_answers() -> float:
+        metrics = httpx.get(mcp_url.removesuffix("/mcp") + "/metrics").text
+        line = next((x for x in metrics.splitlines() if x.startswith('enclave_answers_total{generator="extractive"}')), "")
+        return float(line.split()[-1]) if line else 0.0
+
+    before = extractive_answers()
     answer = over_http(mcp_url, bearer("ola"), session)
+    assert extractive_answers() == before + 1
     assert answer["answered"] is True and "2.25" in answer["answer"]
     assert answer["citations"] and answer["citations"][0]["uri"].endswith("employee-handbook.md")
     assert answer["generator"] == "extractive"
