@@ -3,13 +3,10 @@ embedded index owned by a real uvicorn serving /internal/index, as ``enclave ser
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-from prefect_server import free_port
 
 from enclave.contracts import Chunk, DocumentStatus, point_id
 from enclave.indexes import Bm25Embedder, ChunkStore, EdgeIndex, IndexBackend, IndexOwner, LedgerEntry, RunRecord, SyncLedger
@@ -57,26 +54,17 @@ def populate(backend: IndexBackend, rng: np.random.Generator, manifest: dict | N
 def serving(edge: EdgeIndex) -> Iterator[IndexOwner]:
     """``edge`` owned by a real uvicorn on 127.0.0.1 serving /internal/index, with its owner record beside it:
     other processes' (and this one's) ``open_index`` then reach it through a RemoteIndex."""
-    import uvicorn
     from fastapi import FastAPI
+    from live_server import serving as serving_app
 
     from enclave.server.routers import index as index_router
 
-    port = free_port()
     app = FastAPI()
     app.include_router(index_router.router)
     app.state.owned_index = edge
-    app.state.index_owner = owner = IndexOwner.claim(edge.path, f"http://127.0.0.1:{port}")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield owner
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        owner.release(edge.path)
+    with serving_app(app) as url:
+        app.state.index_owner = owner = IndexOwner.claim(edge.path, url)
+        try:
+            yield owner
+        finally:
+            owner.release(edge.path)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prefect_server import free_port
+from prefect_server import free_port, stop_process_group
 from typer.testing import CliRunner
 
 from enclave.cli import app as cli
@@ -52,8 +52,9 @@ def _serving(configs: list[Path], timeout: float = 240.0):
             port, log = free_port(), open(config.parent / "serve.log", "wb")
             stack.enter_context(log)
             process = subprocess.Popen([sys.executable, "-m", "enclave.cli", "serve", "--config", str(config), "--port",
-                                        str(port)], stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
-            stack.callback(_stop, process)
+                                        str(port)], stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+                                       start_new_session=True)
+            stack.callback(stop_process_group, process)
             started.append((process, f"http://127.0.0.1:{port}", config.parent / "serve.log"))
         deadline = time.monotonic() + timeout
         for process, url, log_path in started:
@@ -67,15 +68,6 @@ def _serving(configs: list[Path], timeout: float = 240.0):
                 assert time.monotonic() < deadline, f"enclave serve did not start:\n{log_path.read_text()[-3000:]}"
                 time.sleep(0.3)
         yield [url for _, url, _ in started]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _models(url: str, key: str) -> int:
